@@ -1,0 +1,46 @@
+# The README's commands. `make reproduce` runs the benchmark (dvc repro);
+# `make test` runs the whole test suite. Both install what they need first.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+# Pinned so that no resolver swaps them (the code also runs on torch 2.11).
+TORCH  ?= torch==2.14.1 torchvision==0.29.1
+# facenet-pytorch pins torch<2.3 in its metadata; its code runs on current torch.
+FACENET ?= facenet-pytorch==2.6.0
+PYTEST_ARGS ?=
+PROFILE ?=
+
+.PHONY: install test reproduce mlflow-ui benchmarks clean-venv
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q $(TORCH)
+	$(PY) -m pip install -q --no-deps $(FACENET)
+	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -c "import torch, torchvision, facenet_pytorch, dlib, dvc, mlflow, skimage; print('installed: torch', torch.__version__)"
+	touch $(STAMP)
+
+# pytest exits 5 when it collected nothing: that is a failure here, not a pass.
+test: install
+	@$(VENV)/bin/python -m pytest $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc
+
+# `make reproduce PROFILE=cpu` switches params.yaml to another profile first.
+reproduce: install
+	@if [ -n "$(PROFILE)" ]; then $(VENV)/bin/jasrbench profile use $(PROFILE); fi
+	PATH="$(abspath $(VENV))/bin:$$PATH" $(VENV)/bin/dvc repro
+
+mlflow-ui: install
+	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(VENV)/bin/mlflow ui \
+		--backend-store-uri $${MLFLOW_TRACKING_URI:-sqlite:///mlflow.db} \
+		--host 127.0.0.1 --port $${MLFLOW_PORT:-5000} --workers 1
+
+benchmarks: install
+	for b in benchmarks/bench_*.py; do $(PY) $$b || exit 1; done
+
+clean-venv:
+	rm -rf $(VENV)

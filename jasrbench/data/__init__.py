@@ -1,0 +1,1 @@
+"""Data layer: readers of the benchmark datasets, preparation, degradation, heatmaps."""

@@ -1,0 +1,1 @@
+"""Metrics: image quality, landmark error, verification, recognizers, statistics."""

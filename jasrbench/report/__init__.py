@@ -1,0 +1,1 @@
+"""Reports: LaTeX/CSV/Markdown tables, figures, the regression gate."""

@@ -1,0 +1,53 @@
+"""Shared fixtures: the real test faces (DESIGN §2) and small helpers.
+
+The test data root comes from ``JASRBENCH_TEST_DATA`` (default
+``../shared/datasets``). Where it is missing, tests that need it skip — except
+under CI (``CI`` or ``JASRBENCH_REQUIRE_TEST_DATA`` set), where a missing
+folder is a failure: a CI run that skipped its real-data tests proved nothing.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from jasrbench.paths import TEST_DATA_ENV, test_data_root
+
+
+def _require() -> bool:
+    return bool(os.environ.get("CI") or os.environ.get("JASRBENCH_REQUIRE_TEST_DATA"))
+
+
+def _data_dir(*parts: str) -> Path:
+    path = test_data_root().joinpath(*parts)
+    if not path.exists():
+        message = f"test data {path} is missing (set {TEST_DATA_ENV} to the folder holding 300W/, lfw/, verify/)"
+        if _require():
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
+@pytest.fixture(scope="session")
+def data_root() -> Path:
+    return _data_dir()
+
+
+@pytest.fixture(scope="session")
+def w300_root() -> Path:
+    """The real 300W subset in 300W's official layout."""
+    return _data_dir("300W")
+
+
+@pytest.fixture(scope="session")
+def verify_root() -> Path:
+    """Real identity-labelled photos in LFW's layout (stands in for LFW)."""
+    return _data_dir("verify")
+
+
+@pytest.fixture(scope="session")
+def lfw_pairs_file() -> Path:
+    """LFW's official pairs.txt (View 2)."""
+    return _data_dir("lfw", "pairs.txt")
