@@ -1,20 +1,22 @@
 """Models: one file per architecture, all behind :class:`~jasrbench.models.base.FaceModel`.
 
 ``available()`` lists registered names; ``build(name, **overrides)`` builds one.
-Importing this package imports every architecture module so that they register.
+Importing this package imports every architecture module in this folder so
+that each registers its names (a new file registers itself; nothing to edit).
 """
 
 from __future__ import annotations
 
 import importlib
+import pkgutil
 
 from .base import FaceModel, ModelOutput
 from .registry import available, build, register, spec
 
-# One module per architecture; each registers its names on import.
-_ARCHITECTURES = ("bicubic",)
+_NOT_ARCHITECTURES = {"base", "registry", "blocks"}
 
-for _module in _ARCHITECTURES:
-    importlib.import_module(f"{__name__}.{_module}")
+for _info in sorted(pkgutil.iter_modules(__path__), key=lambda i: i.name):
+    if _info.name not in _NOT_ARCHITECTURES and not _info.name.startswith("_"):
+        importlib.import_module(f"{__name__}.{_info.name}")
 
 __all__ = ["FaceModel", "ModelOutput", "available", "build", "register", "spec"]
