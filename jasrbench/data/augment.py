@@ -1,0 +1,116 @@
+"""On-the-fly batched augmentation from the prepared context crops (DESIGN §2 item 4).
+
+The paper made 15 augmented copies of every training face offline (random
+scale, rotation, horizontal flip). Here the same family of transforms is drawn
+per face per step, on the device, in one ``grid_sample`` call per batch: each
+face is warped out of its context crop (same centre and pixel scale as the HR
+crop, 1.5× larger, so rotations leave no black corners), the HR-sized centre
+is kept, and the landmarks move with the pixels (a flip also relabels them with
+the mirror permutation). The LR is then made from the augmented HR in torch
+(:func:`jasrbench.data.degrade.make_lr`), exactly as the stored LR was made.
+
+The identity transform reproduces the stored HR crop exactly, so an
+augmentation-free profile trains on the same pixels ``evaluate`` sees.
+All randomness comes from the ``torch.Generator`` passed in, so a run seeded
+per (epoch, step) is reproducible and resumable.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from . import degrade
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Ranges of the random transform (uniform draws)."""
+
+    scale: tuple[float, float] = (0.9, 1.1)  # >1 zooms in
+    rotation: float = 30.0  # degrees, ± this
+    flip: float = 0.5  # probability of a horizontal flip
+    translate: float = 0.0  # fraction of the HR size, ± this in x and y
+
+    @classmethod
+    def from_dict(cls, d: dict | None) -> AugmentConfig:
+        d = dict(d or {})
+        if "scale" in d:
+            d["scale"] = tuple(float(v) for v in d["scale"])
+        return cls(**d)
+
+    @property
+    def is_identity(self) -> bool:
+        return self.scale == (1.0, 1.0) and self.rotation == 0 and self.flip == 0 and self.translate == 0
+
+
+def random_affine(n: int, cfg: AugmentConfig, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-face 2×2 matrices A (output offset → input offset, flip included), translations t, flip flags.
+
+    Draws are made on the CPU generator so results do not depend on the device.
+    """
+    u = torch.rand(n, 5, generator=generator, dtype=torch.float64)
+    scale = cfg.scale[0] + (cfg.scale[1] - cfg.scale[0]) * u[:, 0]
+    theta = torch.deg2rad(torch.as_tensor(cfg.rotation, dtype=torch.float64)) * (2 * u[:, 1] - 1)
+    flip = u[:, 2] < cfg.flip
+    shift = cfg.translate * (2 * u[:, 3:5] - 1)
+    cos, sin = torch.cos(theta) / scale, torch.sin(theta) / scale
+    rot = torch.stack([torch.stack([cos, -sin], -1), torch.stack([sin, cos], -1)], -2)  # n×2×2
+    mirror = torch.ones(n, 2, dtype=torch.float64)
+    mirror[flip, 0] = -1
+    a = rot * mirror.unsqueeze(1)  # A = R/s · diag(±1, 1)
+    return a, shift, flip
+
+
+def augment_batch(
+    context: torch.Tensor,
+    points: torch.Tensor,
+    visible: torch.Tensor,
+    cfg: AugmentConfig,
+    generator: torch.Generator,
+    mirror: torch.Tensor | None,
+    hr_size: int = degrade.HR_SIZE,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Warp a batch of context crops → (HR B×3×hr×hr float [0,1], points B×K×2, visible B×K).
+
+    ``context``: B×3×C×C float [0, 1]; ``points``: landmarks in context pixels;
+    ``mirror``: the landmark permutation applied when a face is flipped.
+    """
+    b, _, c, _ = context.shape
+    dev = context.device
+    a, shift, flip = random_affine(b, cfg, generator)
+    # Output pixel u (centre (hr−1)/2) samples input x = c_in + A·(u − c_out) + shift·hr.
+    # affine_grid works in normalized coordinates (align_corners=False): n = (p + 0.5)·2/size − 1.
+    theta = torch.zeros(b, 2, 3, dtype=torch.float64)
+    theta[:, :, :2] = a * (hr_size / c)
+    theta[:, :, 2] = shift * hr_size * 2 / c
+    grid = F.affine_grid(theta.to(dev, torch.float32), [b, 3, hr_size, hr_size], align_corners=False)
+    hr = F.grid_sample(context.float(), grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    hr = degrade.quantize(hr)
+    # Points: u = c_out + A⁻¹·(x − c_in − shift·hr).
+    c_in, c_out = (c - 1) / 2, (hr_size - 1) / 2
+    inv = torch.linalg.inv(a)
+    pts = points.detach().to(torch.float64).cpu()
+    rel = pts - c_in - (shift * hr_size).unsqueeze(1)
+    new = torch.einsum("bij,bkj->bki", inv, rel) + c_out
+    vis = visible.detach().cpu().clone()
+    if mirror is not None and flip.any():
+        perm = mirror.to(torch.long).cpu()
+        new[flip] = new[flip][:, perm]
+        vis[flip] = vis[flip][:, perm]
+    return hr, new.to(dev, torch.float32), vis.to(dev)
+
+
+def hr_center(context: torch.Tensor, hr_size: int = degrade.HR_SIZE) -> torch.Tensor:
+    """The un-augmented HR crop: the centre of the context crop."""
+    off = (context.shape[-1] - hr_size) // 2
+    return context[..., off : off + hr_size, off : off + hr_size]
+
+
+def rotation_bound(cfg: AugmentConfig, context_factor: float) -> bool:
+    """True if every transform of ``cfg`` stays inside the context crop (no black corners)."""
+    worst = (abs(math.cos(math.radians(cfg.rotation))) + abs(math.sin(math.radians(cfg.rotation)))) / cfg.scale[0]
+    return worst + 2 * cfg.translate <= context_factor + 1e-9
