@@ -91,6 +91,36 @@ def test_vdsr_is_twenty_convs_of_64_channels():
     assert all(c.kernel_size == (3, 3) for c in convs)
 
 
+# -- EDSR -------------------------------------------------------------------------------
+def edsr_count(f: int, blocks: int) -> int:
+    """EDSR ×8 parameters from its layer list: head, blocks·2 convs + body conv, 3 upsampling convs, tail."""
+    conv = lambda cin, cout: cin * cout * 9 + cout  # noqa: E731
+    return conv(3, f) + blocks * 2 * conv(f, f) + conv(f, f) + 3 * conv(f, 4 * f) + conv(f, 3)
+
+
+@pytest.mark.parametrize(
+    "name, feats, blocks, res_scale", [("edsr", 64, 16, 1.0), ("edsr_paper", 256, 32, 0.1)]
+)
+def test_edsr_registered_sizes(name, feats, blocks, res_scale):
+    from jasrbench.models import spec
+
+    model = build(name)
+    assert n_params(model) == edsr_count(feats, blocks)
+    assert model.res_scale == res_scale and model.sr_loss == "l1"
+    assert model.head.out_channels == feats
+    assert f"Parameters ({name}): {edsr_count(feats, blocks):,}" in spec(name).builder.__doc__
+
+
+def test_edsr_res_scale_scales_the_residual_branch(faces):
+    a, b = small("edsr", res_scale=1.0).eval(), small("edsr", res_scale=0.1).eval()
+    b.load_state_dict(a.state_dict())
+    block_a, block_b = a.body[0], b.body[0]
+    x = torch.rand(1, 8, 16, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(block_b(x) - x, 0.1 * (block_a(x) - x))
+        assert not torch.allclose(a(faces["lr"]).sr, b(faces["lr"]).sr)
+
+
 # -- SRResNet ---------------------------------------------------------------------------
 def test_srresnet_has_bn_residual_blocks_and_three_pixel_shuffles(faces):
     model = build("srresnet")
