@@ -28,7 +28,8 @@ What it does, per file of the catalogue below:
    command to run next. A rerun on a completed folder touches no network.
 
 ``--url-base URL`` (or ``$JASRBENCH_DOWNLOAD_MIRROR``) fetches every file as
-``URL/NAME`` instead, for mirrors and tests; checksums still apply.
+``URL/NAME`` instead, for mirrors and tests (``file:///dir`` works for a local
+copy); checksums still apply.
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ import zipfile
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import BinaryIO
 
 from tqdm import tqdm
@@ -346,14 +347,17 @@ def _attempt(url: str, part: Path, rf: RemoteFile, opts: Options, manual_hint: s
     with resp:
         ctype = (resp.headers.get("Content-Type") or "").split(";")[0].strip().lower()
         if ctype == "text/html" and not rf.name.lower().endswith((".html", ".htm")):
-            raise _UrlFailed(f"answered with an HTML page instead of {rf.name} (a terms-of-use or registration form?); {manual_hint}")
+            raise _UrlFailed(
+                f"answered with an HTML page instead of {rf.name} "
+                f"(a terms-of-use or registration form?); {manual_hint}"
+            )
         if resp.status == 206:
             start, total = _content_range(resp.headers.get("Content-Range"))
             if start != have:
                 part.unlink(missing_ok=True)
                 raise _Retry(f"server sent bytes from {start}, expected {have}; restarting from the beginning")
             mode = "ab"
-        elif resp.status == 200:
+        elif resp.status in (200, None):  # None: a file:// URL (a local mirror)
             if have:
                 log.info("%s: the server ignored the Range request; restarting %s from the beginning", url, rf.name)
             have, mode = 0, "wb"
@@ -539,7 +543,8 @@ def _extract_tar(archive: Path, dest: Path, opts: Options) -> None:
                     parts = _safe_parts(archive, member.name)
                     if member.issym() or member.islnk():
                         kind = "symbolic" if member.issym() else "hard"
-                        raise DataError(archive, f"refused member {member.name!r}: {kind} link to {member.linkname!r} (links are not extracted)")
+                        raise DataError(archive, f"refused member {member.name!r}: {kind} link to "
+                                                 f"{member.linkname!r} (links are not extracted)")
                     if member.ischr() or member.isblk() or member.isfifo() or member.isdev():
                         raise DataError(archive, f"refused member {member.name!r}: device or special file")
                     if not (member.isfile() or member.isdir()):

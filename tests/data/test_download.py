@@ -578,6 +578,18 @@ def test_next_url_is_tried_when_the_first_is_gone(server, w300_files, tmp_path):
 # ---------------------------------------------------------------------------
 
 
+def test_local_mirror_through_a_file_url(w300_files, tmp_path):
+    top = "ibug_300W_large_face_landmark_dataset"
+    data = tar_bytes(w300_files, top=top)
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    (mirror / f"{top}.tar.gz").write_bytes(data)
+    dl.fetch(dl.get_source("300w", "dlib"), tmp_path / "300w",
+             opts(url_base=mirror.as_uri(), accept_unverified=True), echo=quiet)
+    assert (tmp_path / "300w" / "lfpw" / "testset").is_dir()
+    assert (tmp_path / "300w" / DOWNLOADS_DIR / f"{top}.tar.gz.sha256").read_text().startswith(sha(data))
+
+
 def test_catalogue_checksums_are_published_ones_or_none():
     lfw = dl.get_source("lfw")
     assert {rf.name: rf.sha256 for rf in lfw.files} == {
