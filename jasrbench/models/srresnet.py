@@ -30,9 +30,10 @@ class SRResBlock(nn.Module):
 
 @register("srresnet", description="SRResNet (SRGAN generator, MSE): 16 BN residual blocks, pixel shuffle ×2 three times")
 class SRResNet(FaceModel):
-    """SRResNet ×8 (Ledig et al., "Photo-Realistic Single Image Super-Resolution
-    Using a Generative Adversarial Network", CVPR 2017) — the generator of SRGAN
-    trained with the pixel MSE only.
+    """SRResNet ×8 (Ledig, Theis, Huszár, Caballero, Cunningham, Acosta, Aitken,
+    Tejani, Totz, Wang & Shi, "Photo-Realistic Single Image Super-Resolution Using
+    a Generative Adversarial Network", CVPR 2017) — the generator of SRGAN trained
+    with the pixel MSE only.
 
     Input: LR 16×16. Network: conv 9×9 3→n_feats + PReLU; ``n_blocks`` residual
     blocks (conv3×3–BN–PReLU–conv3×3–BN + identity); conv3×3 + BN, added to the
