@@ -2,51 +2,12 @@
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
 
 from .base import FaceModel, ModelOutput
+from .blocks import MeanShift, ResBlock, Upsampler, default_conv
 from .registry import register
-
-# EDSR's DIV2K RGB mean (rgb_range 1), subtracted at the input and added back at the output.
-DIV2K_MEAN = (0.4488, 0.4371, 0.4040)
-
-
-class MeanShift(nn.Module):
-    """Adds ``sign`` × the RGB mean (EDSR's fixed mean shift, std 1; no trainable parameters)."""
-
-    def __init__(self, mean: tuple[float, float, float] = DIV2K_MEAN, sign: int = -1):
-        super().__init__()
-        self.register_buffer("shift", sign * torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.shift.to(x.dtype)
-
-
-class ResBlock(nn.Module):
-    """EDSR's residual block: conv3×3 → ReLU → conv3×3, scaled by ``res_scale``, plus identity (no BN)."""
-
-    def __init__(self, n_feats: int, kernel: int = 3, res_scale: float = 1.0):
-        super().__init__()
-        self.body = nn.Sequential(
-            nn.Conv2d(n_feats, n_feats, kernel, padding=kernel // 2),
-            nn.ReLU(inplace=True),
-            nn.Conv2d(n_feats, n_feats, kernel, padding=kernel // 2),
-        )
-        self.res_scale = res_scale
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.body(x) * self.res_scale
-
-
-def upsampler(scale: int, n_feats: int) -> nn.Sequential:
-    """log2(scale) × (conv3×3 n→4n + PixelShuffle(2)), EDSR's upsampler for powers of two."""
-    layers: list[nn.Module] = []
-    for _ in range(int(math.log2(scale))):
-        layers += [nn.Conv2d(n_feats, 4 * n_feats, 3, padding=1), nn.PixelShuffle(2)]
-    return nn.Sequential(*layers)
 
 
 @register("edsr", description="EDSR baseline size ×8: 16 ResBlocks, 64 ch, res_scale 1 (L1)", n_blocks=16, n_feats=64, res_scale=1.0)
@@ -71,8 +32,9 @@ class EDSR(FaceModel):
     Init: PyTorch defaults (as the authors' code).
 
     Adaptations: EDSR's upsamplers are ×2/×3/×4; ×8 is three ×2 pixel-shuffle steps
-    (what the authors' code builds for any power of two). The mean shift is a fixed
-    buffer (no parameters; the authors' code uses a frozen 1×1 conv).
+    (what the authors' code builds for any power of two). The mean shift
+    (:class:`~jasrbench.models.blocks.MeanShift`) holds the DIV2K mean in buffers:
+    no parameters (the authors' code uses a frozen 1×1 conv, not counted here).
     """
 
     paper = "Lim, Son, Kim, Nah & Lee, Enhanced Deep Residual Networks for Single Image Super-Resolution, CVPRW 2017"
@@ -93,13 +55,13 @@ class EDSR(FaceModel):
         self.res_scale = float(res_scale)
         self.sub_mean = MeanShift(sign=-1)
         self.add_mean = MeanShift(sign=+1)
-        self.head = nn.Conv2d(3, n_feats, 3, padding=1)
+        self.head = default_conv(3, n_feats, 3)
         self.body = nn.Sequential(
-            *[ResBlock(n_feats, 3, self.res_scale) for _ in range(n_blocks)],
-            nn.Conv2d(n_feats, n_feats, 3, padding=1),
+            *[ResBlock(n_feats, 3, res_scale=self.res_scale) for _ in range(n_blocks)],
+            default_conv(n_feats, n_feats, 3),
         )
-        self.upsampler = upsampler(self.scale, n_feats)
-        self.tail = nn.Conv2d(n_feats, 3, 3, padding=1)
+        self.upsampler = Upsampler(self.scale, n_feats)
+        self.tail = default_conv(n_feats, 3, 3)
 
     def forward(self, lr: torch.Tensor) -> ModelOutput:
         x = self.head(self.sub_mean(lr))
