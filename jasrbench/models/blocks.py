@@ -3,10 +3,11 @@
 - :func:`default_conv`: ``Conv2d(in, out, k, padding=k // 2, bias, stride)``.
 - :class:`ResBlock`: conv → act → conv (optionally with batch norm), scaled by
   ``res_scale``, plus identity. No batch norm by default (EDSR / JASRNet).
-- :class:`MeanShift`: a frozen 1×1 conv that subtracts (``sign=-1``) or adds
-  (``sign=+1``) the DIV2K RGB mean (0.4488, 0.4371, 0.4040), std 1; no
-  trainable parameters (its weights are buffers-like, ``requires_grad=False``,
-  and are not counted as parameters: they are registered as buffers).
+- :class:`MeanShift`: subtracts (``sign=-1``) or adds (``sign=+1``) the DIV2K
+  RGB mean (0.4488, 0.4371, 0.4040), std 1; never trained. By default its
+  fixed 1×1-conv weight and bias are buffers (no parameters);
+  ``frozen_params=True`` holds them as ``requires_grad=False`` parameters
+  instead, like EDSR's/JASRNet's original code (12 counted parameters each).
 - :class:`Upsampler`: log2(scale) × (conv n→4n + PixelShuffle(2)).
 """
 
@@ -59,22 +60,44 @@ class ResBlock(nn.Module):
 
 
 class MeanShift(nn.Module):
-    """Subtract (``sign=-1``) or add (``sign=+1``) the RGB mean, EDSR style; no trainable parameters.
+    """Subtract (``sign=-1``) or add (``sign=+1``) the RGB mean, EDSR style; never trained.
 
-    Implemented as a fixed per-channel affine map (``x·(1/std) + sign·mean/std``)
-    held in buffers, so it moves with ``.to()`` / ``channels_last`` and is not
-    counted in ``parameters()``.
+    The map is EDSR's fixed 1×1 conv: weight ``diag(1/std)`` (3×3×1×1) and bias
+    ``sign·rgb_range·mean/std`` (3). It is applied as the equivalent per-channel
+    affine map ``x·(1/std) + bias`` (an elementwise op: autocast leaves it in
+    fp32, so an fp32 mean shift on a bf16 activation returns fp32).
+
+    ``frozen_params=False`` (default): weight and bias are non-persistent buffers,
+    so the module has no parameters. ``frozen_params=True``: they are
+    ``nn.Parameter(requires_grad=False)`` — counted by ``parameters()`` (12 each)
+    and saved in the state dict, as in the authors' EDSR/JASRNet code.
+    Either way the module is not an ``nn.Conv2d``, so weight initializers
+    (:func:`~jasrbench.models.base.init_normal_`) leave it alone.
     """
 
-    def __init__(self, rgb_range: float = 1.0, rgb_mean=RGB_MEAN, rgb_std=RGB_STD, sign: int = -1):
+    def __init__(
+        self,
+        rgb_range: float = 1.0,
+        rgb_mean=RGB_MEAN,
+        rgb_std=RGB_STD,
+        sign: int = -1,
+        frozen_params: bool = False,
+    ):
         super().__init__()
         std = torch.tensor(rgb_std, dtype=torch.float32)
         mean = torch.tensor(rgb_mean, dtype=torch.float32)
-        self.register_buffer("scale", (1.0 / std).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("shift", (sign * rgb_range * mean / std).view(1, 3, 1, 1), persistent=False)
+        weight = torch.diag(1.0 / std).view(3, 3, 1, 1)
+        bias = sign * rgb_range * mean / std
+        if frozen_params:
+            self.weight = nn.Parameter(weight, requires_grad=False)
+            self.bias = nn.Parameter(bias, requires_grad=False)
+        else:
+            self.register_buffer("weight", weight, persistent=False)
+            self.register_buffer("bias", bias, persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * self.scale.to(x.dtype) + self.shift.to(x.dtype)
+        scale = self.weight[:, :, 0, 0].diagonal().view(1, 3, 1, 1)
+        return x * scale + self.bias.view(1, 3, 1, 1)
 
 
 class Upsampler(nn.Sequential):
