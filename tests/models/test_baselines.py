@@ -15,7 +15,7 @@ from jasrbench.data import degrade
 from jasrbench.data.crop import crop_face
 from jasrbench.data.images import load_rgb
 from jasrbench.data.landmarks import landmark_box, read_pts
-from jasrbench.models import build
+from jasrbench.models import available, build, spec
 
 SMALL = {
     "vdsr": dict(n_feats=8, depth=5),
@@ -102,8 +102,6 @@ def edsr_count(f: int, blocks: int) -> int:
     "name, feats, blocks, res_scale", [("edsr", 64, 16, 1.0), ("edsr_paper", 256, 32, 0.1)]
 )
 def test_edsr_registered_sizes(name, feats, blocks, res_scale):
-    from jasrbench.models import spec
-
     model = build(name)
     assert n_params(model) == edsr_count(feats, blocks)
     assert model.res_scale == res_scale and model.sr_loss == "l1"
@@ -301,7 +299,7 @@ def test_landmark_models_take_19_points(name, faces):
     assert model.decode_landmarks(out).shape == (2, 19, 2)
 
 
-@pytest.mark.parametrize("name", [n for n in SMALL if n in __import__("jasrbench.models", fromlist=["x"]).available()])
+@pytest.mark.parametrize("name", [n for n in SMALL if n in available()])
 def test_a_few_steps_reduce_the_training_loss(name, faces):
     """End to end: the loss each model reports is the one its parameters can descend."""
     model = small(name).train()
