@@ -1,0 +1,275 @@
+"""Profiles and ``params.yaml``: every knob the DAG reads, in one place (DESIGN §6).
+
+A *profile* (``pipelines/<name>.yaml``) is a complete parameter set: ``paper``
+(the paper's settings, GPU), ``cpu`` (full-width models in hours on a laptop
+CPU), ``smoke`` (the whole DAG in minutes, for CI). Profiles change numbers,
+never code paths.
+
+``params.yaml`` is what DVC reads: the selected profile's content plus a
+``dag`` section derived from it (which prepare/train/evaluate stages exist and
+their paths), so ``dvc.yaml`` is a fixed set of ``foreach`` loops over it.
+
+- ``jasrbench profile use NAME`` copies ``pipelines/NAME.yaml`` into
+  ``params.yaml`` and derives ``dag``;
+- ``jasrbench profile sync`` re-derives ``dag`` after you edit ``params.yaml``
+  by hand (``make reproduce`` runs it first; it writes only on change);
+- ``jasrbench profile show`` prints the active profile and its stages.
+
+Profile schema (see ``pipelines/paper.yaml`` for the documented full example)::
+
+    profile: NAME
+    seed: 0
+    data:      {prepared: DIR, datasets: {NAME: {raw: DIR, stand_in: TEXT?, skip_bad: BOOL?}}}
+    train:     {...}   # optimizer, schedule, batch, augmentation, slice sizes
+    evaluate:  {...}   # batch size, slice sizes, recognizer, bootstrap
+    models:    {REGISTRY_NAME: {tables: [..], overrides: {..}, train_on: {DATASET: [SPLIT, ..]}}}
+
+``train_on`` maps a training dataset to the test splits (``DATASET/SPLIT``) the
+model trained on it is evaluated on. Models without weights (bicubic) are
+evaluated without a training stage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import difflib
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import ConfigError
+from .io import atomic_write_text
+from .paths import REPO_ROOT
+
+PARAMS_FILE = "params.yaml"
+PROFILES_DIR = "pipelines"
+_HEADER = (
+    "# The parameters DVC reads. Selected profile: {name} (from pipelines/{name}.yaml).\n"
+    "# Switch profiles with `jasrbench profile use NAME` (or `make reproduce PROFILE=NAME`).\n"
+    "# After editing by hand, `jasrbench profile sync` re-derives the `dag` section\n"
+    "# (`make reproduce` does it for you). `dag` is derived: do not edit it.\n"
+)
+REQUIRED_SECTIONS = ("profile", "seed", "data", "train", "evaluate", "models")
+
+
+def run_id(model: str, dataset: str) -> str:
+    """Name of one training run (a DVC stage key): ``<model>-<dataset>``."""
+    return f"{model}-{dataset}"
+
+
+def eval_id(run: str, split: str) -> str:
+    """Name of one evaluation (a DVC stage key): ``<run>-<split with / → _>``."""
+    return f"{run}-{split.replace('/', '_')}"
+
+
+def split_file(prepared: str, split: str) -> str:
+    dataset, _, name = split.partition("/")
+    if not dataset or not name:
+        raise ConfigError(f"split {split!r} must be written DATASET/SPLIT (e.g. 300w/common)")
+    return f"{prepared}/{dataset}/{name}.npz"
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: file not found")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: invalid YAML ({exc})") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    return data
+
+
+def validate(params: dict[str, Any], where: str = PARAMS_FILE) -> None:
+    """Check the profile's structure and that every model name is registered."""
+    missing = [k for k in REQUIRED_SECTIONS if k not in params]
+    if missing:
+        raise ConfigError(f"{where}: missing sections {missing}")
+    from .models import available
+
+    names = set(available())
+    datasets = params["data"].get("datasets", {})
+    for model, entry in params["models"].items():
+        base = (entry or {}).get("arch", model)
+        if base not in names:
+            raise ConfigError(f"{where}: models.{model}: unknown model {base!r}; registered: {sorted(names)}")
+        for dataset, splits in ((entry or {}).get("train_on") or {}).items():
+            if dataset not in datasets:
+                raise ConfigError(f"{where}: models.{model}.train_on: dataset {dataset!r} not in data.datasets")
+            for split in splits:
+                split_dataset = split.partition("/")[0]
+                if split_dataset not in datasets:
+                    raise ConfigError(f"{where}: models.{model}: split {split!r} names a dataset not in data.datasets")
+
+
+def derive_dag(params: dict[str, Any]) -> dict[str, Any]:
+    """The stage lists of ``dvc.yaml`` derived from a profile."""
+    from .models import spec
+
+    profile = params["profile"]
+    prepared = params["data"]["prepared"]
+    dag: dict[str, Any] = {"prepare": {}, "train": {}, "evaluate": {}, "evaluate_untrained": {}}
+    for dataset, entry in params["data"]["datasets"].items():
+        dag["prepare"][dataset] = {"raw": entry["raw"], "out": f"{prepared}/{dataset}"}
+    for model, entry in params["models"].items():
+        entry = entry or {}
+        arch = entry.get("arch", model)
+        trainable = getattr(spec(arch).builder, "trainable", True)
+        for dataset, splits in (entry.get("train_on") or {}).items():
+            rid = run_id(model, dataset)
+            if trainable:
+                dag["train"][rid] = {
+                    "model": model,
+                    "dataset": dataset,
+                    "code": _module_file(spec(arch).builder),
+                    "train_split": split_file(prepared, f"{dataset}/train"),
+                    "out": f"models/{profile}/{rid}",
+                    "results": f"results/{profile}/train/{rid}",
+                }
+            for split in splits:
+                eid = eval_id(rid, split)
+                item = {
+                    "model": model,
+                    "run": rid,
+                    "split": split,
+                    "split_dir": f"{prepared}/{split.partition('/')[0]}",
+                    "out": f"results/{profile}/eval/{rid}/{split.replace('/', '_')}",
+                }
+                if trainable:
+                    item["checkpoint"] = f"models/{profile}/{rid}/model.pt"
+                    dag["evaluate"][eid] = item
+                else:
+                    dag["evaluate_untrained"][eid] = item
+    return dag
+
+
+class _NoAliasDumper(yaml.SafeDumper):
+    """Writes shared values (YAML anchors in a profile) out in full: params.yaml stays plain."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
+def _module_file(obj: Any) -> str:
+    """Repository-relative path of the file defining ``obj`` (a model's DVC code dependency)."""
+    import inspect
+
+    return Path(inspect.getfile(obj)).resolve().relative_to(REPO_ROOT).as_posix()
+
+
+def _render(params: dict[str, Any]) -> str:
+    body = {k: v for k, v in params.items() if k != "dag"}
+    body["dag"] = derive_dag(params)
+    text = yaml.dump(body, Dumper=_NoAliasDumper, sort_keys=False, default_flow_style=None, width=100)
+    return _HEADER.format(name=params["profile"]) + text
+
+
+def load_params(path: str | Path | None = None) -> dict[str, Any]:
+    """The active parameters (``params.yaml`` at the repository root by default)."""
+    path = Path(path) if path is not None else REPO_ROOT / PARAMS_FILE
+    params = load_yaml(path)
+    validate(params, str(path))
+    return params
+
+
+def load_profile(name: str, root: str | Path = REPO_ROOT) -> dict[str, Any]:
+    path = Path(root) / PROFILES_DIR / f"{name}.yaml"
+    if not path.is_file():
+        known = sorted(p.stem for p in (Path(root) / PROFILES_DIR).glob("*.yaml"))
+        raise ConfigError(f"unknown profile {name!r} ({path} not found); profiles: {known}")
+    params = load_yaml(path)
+    if params.get("profile") != name:
+        raise ConfigError(f"{path}: its `profile:` says {params.get('profile')!r}, expected {name!r}")
+    validate(params, str(path))
+    return params
+
+
+def write_params(params: dict[str, Any], root: str | Path = REPO_ROOT) -> bool:
+    """Write ``params.yaml`` (with the derived ``dag``) if its content changes; True if written."""
+    path = Path(root) / PARAMS_FILE
+    text = _render(params)
+    if path.is_file() and path.read_text(encoding="utf-8") == text:
+        return False
+    atomic_write_text(path, text)
+    return True
+
+
+def use_profile(name: str, root: str | Path = REPO_ROOT, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Select profile ``name``: ``params.yaml`` ← ``pipelines/name.yaml`` (+ dotted overrides)."""
+    params = copy.deepcopy(load_profile(name, root))
+    for dotted, value in (overrides or {}).items():
+        set_dotted(params, dotted, value)
+    validate(params, f"pipelines/{name}.yaml with overrides")
+    write_params(params, root)
+    return params
+
+
+def set_dotted(params: dict[str, Any], dotted: str, value: Any) -> None:
+    node = params
+    keys = dotted.split(".")
+    for key in keys[:-1]:
+        node = node.setdefault(key, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"cannot set {dotted}: {key} is not a mapping")
+    node[keys[-1]] = value
+
+
+def model_entry(params: dict[str, Any], model: str) -> dict[str, Any]:
+    try:
+        entry = params["models"][model] or {}
+    except KeyError:
+        raise ConfigError(f"model {model!r} is not in the profile's `models`") from None
+    return {"arch": entry.get("arch", model), "overrides": dict(entry.get("overrides") or {}),
+            "tables": list(entry.get("tables") or []), "train_on": dict(entry.get("train_on") or {})}
+
+
+# --- CLI: jasrbench profile ------------------------------------------------------------------
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--root", default=str(REPO_ROOT), help="repository root (default: this checkout)")
+    sub = parser.add_subparsers(dest="action", required=True)
+    use = sub.add_parser("use", parents=[common], help="select a profile: params.yaml ← pipelines/NAME.yaml")
+    use.add_argument("name")
+    use.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                     help="override a dotted key (value parsed as YAML), e.g. data.datasets.300w.raw=/data/300W")
+    sub.add_parser("sync", parents=[common], help="re-derive params.yaml's `dag` section after hand edits")
+    sub.add_parser("show", parents=[common], help="print the active profile and its stages")
+    sub.add_parser("check", parents=[common], help="fail if params.yaml's `dag` is out of date")
+
+
+def run(args: argparse.Namespace) -> int:
+    root = Path(args.root)
+    if args.action == "use":
+        overrides = {}
+        for item in args.set:
+            key, sep, value = item.partition("=")
+            if not sep:
+                raise ConfigError(f"--set {item!r}: expected KEY=VALUE")
+            overrides[key] = yaml.safe_load(value)
+        params = use_profile(args.name, root, overrides)
+        print(f"params.yaml now selects profile {params['profile']!r}")
+        return 0
+    params = load_params(root / PARAMS_FILE)
+    if args.action == "sync":
+        written = write_params(params, root)
+        print("params.yaml: dag re-derived" if written else "params.yaml: up to date")
+        return 0
+    if args.action == "check":
+        current = (root / PARAMS_FILE).read_text(encoding="utf-8")
+        expected = _render(params)
+        if current != expected:
+            diff = "".join(difflib.unified_diff(current.splitlines(True), expected.splitlines(True), "params.yaml", "expected"))
+            raise ConfigError(f"params.yaml is out of date; run `jasrbench profile sync`:\n{diff}")
+        print("params.yaml: up to date")
+        return 0
+    dag = derive_dag(params)
+    print(f"profile: {params['profile']}")
+    for section, stages in dag.items():
+        print(f"{section}: {len(stages)}")
+        for key in stages:
+            print(f"  {key}")
+    return 0
