@@ -5,7 +5,8 @@ A *profile* (``pipelines/<name>.yaml``) is a complete parameter set: ``paper``
 CPU), ``smoke`` (the whole DAG in minutes, for CI). Profiles change numbers,
 never code paths.
 
-``params.yaml`` is what DVC reads: the selected profile's content plus a
+All paths are relative to the repository root, which is the current directory
+(DVC runs every stage there). ``params.yaml`` is what DVC reads: the selected profile's content plus a
 ``dag`` section derived from it (which prepare/train/evaluate stages exist and
 their paths), so ``dvc.yaml`` is a fixed set of ``foreach`` loops over it.
 
@@ -170,13 +171,14 @@ def _render(params: dict[str, Any]) -> str:
 
 def load_params(path: str | Path | None = None) -> dict[str, Any]:
     """The active parameters (``params.yaml`` at the repository root by default)."""
-    path = Path(path) if path is not None else REPO_ROOT / PARAMS_FILE
+    path = Path(path) if path is not None else Path.cwd() / PARAMS_FILE
     params = load_yaml(path)
     validate(params, str(path))
     return params
 
 
-def load_profile(name: str, root: str | Path = REPO_ROOT) -> dict[str, Any]:
+def load_profile(name: str, root: str | Path | None = None) -> dict[str, Any]:
+    root = Path.cwd() if root is None else root
     path = Path(root) / PROFILES_DIR / f"{name}.yaml"
     if not path.is_file():
         known = sorted(p.stem for p in (Path(root) / PROFILES_DIR).glob("*.yaml"))
@@ -188,8 +190,9 @@ def load_profile(name: str, root: str | Path = REPO_ROOT) -> dict[str, Any]:
     return params
 
 
-def write_params(params: dict[str, Any], root: str | Path = REPO_ROOT) -> bool:
+def write_params(params: dict[str, Any], root: str | Path | None = None) -> bool:
     """Write ``params.yaml`` (with the derived ``dag``) if its content changes; True if written."""
+    root = Path.cwd() if root is None else root
     path = Path(root) / PARAMS_FILE
     text = _render(params)
     if path.is_file() and path.read_text(encoding="utf-8") == text:
@@ -198,8 +201,9 @@ def write_params(params: dict[str, Any], root: str | Path = REPO_ROOT) -> bool:
     return True
 
 
-def use_profile(name: str, root: str | Path = REPO_ROOT, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+def use_profile(name: str, root: str | Path | None = None, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     """Select profile ``name``: ``params.yaml`` ← ``pipelines/name.yaml`` (+ dotted overrides)."""
+    root = Path.cwd() if root is None else root
     params = copy.deepcopy(load_profile(name, root))
     for dotted, value in (overrides or {}).items():
         set_dotted(params, dotted, value)
@@ -230,7 +234,7 @@ def model_entry(params: dict[str, Any], model: str) -> dict[str, Any]:
 # --- CLI: jasrbench profile ------------------------------------------------------------------
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--root", default=str(REPO_ROOT), help="repository root (default: this checkout)")
+    common.add_argument("--root", default=".", help="repository root (default: the current directory)")
     sub = parser.add_subparsers(dest="action", required=True)
     use = sub.add_parser("use", parents=[common], help="select a profile: params.yaml ← pipelines/NAME.yaml")
     use.add_argument("name")
