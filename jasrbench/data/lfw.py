@@ -4,6 +4,11 @@ Layout: ``ROOT/NAME/NAME_0001.jpg``. ``pairs.txt``: a header ``FOLDS N``, then
 for each fold N same-person lines ``name n1 n2`` followed by N different-person
 lines ``name1 n1 name2 n2`` (tab- or space-separated). The same reader serves
 LFW itself and ``../shared/datasets/verify`` (a real set in LFW's exact format).
+
+:func:`read_lfw` reads such a folder for ``jasrbench prepare lfw``: every
+``NAME/NAME_NNNN.jpg`` is a face (identity ``NAME``, no landmarks), the pairs
+come from ``pairs.txt`` (a pair naming a missing image is an error naming the
+image), and an optional ``people.txt`` must agree with the folders.
 """
 
 from __future__ import annotations
@@ -12,7 +17,10 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from ..errors import DataError
+from .records import BadInput, DatasetPlan, FaceRecord, PairSpec
 
 
 @dataclass(frozen=True)
@@ -129,15 +137,8 @@ def read_people(path: str | Path) -> dict[str, int]:
     return people
 
 
-def scan_layout(root: str | Path, bad) -> list:
-    """Every ``NAME/NAME_NNNN.jpg`` under ``root`` as a face record (no landmarks), sorted by name.
-
-    ``bad`` is the run's :class:`~jasrbench.data.records.BadInput`.
-    """
-    import numpy as np
-
-    from .records import FaceRecord
-
+def scan_layout(root: str | Path, bad: BadInput) -> list[FaceRecord]:
+    """Every ``NAME/NAME_NNNN.jpg`` under ``root`` as a face record (no landmarks), sorted by name."""
     root = Path(root)
     if not root.is_dir():
         raise DataError(root, "LFW-layout folder not found")
@@ -160,15 +161,13 @@ def scan_layout(root: str | Path, bad) -> list:
     return records
 
 
-def read_lfw(raw: str | Path, bad, pairs_file: str | Path | None = None):
+def read_lfw(raw: str | Path, bad: BadInput, pairs_file: str | Path | None = None) -> DatasetPlan:
     """An LFW-layout folder (LFW, or ``../shared/datasets/verify``) → a plan with one ``test`` split and its pairs.
 
     ``pairs_file`` defaults to ``raw/pairs.txt``; ``raw/people.txt``, when
     present, must agree with the folders. A pair naming a missing image is an
     error naming the image (with ``--skip-bad``: that pair is skipped and counted).
     """
-    from .records import DatasetPlan, PairSpec
-
     raw = Path(raw)
     records = scan_layout(raw, bad)
     pairs_path = Path(pairs_file) if pairs_file is not None else raw / "pairs.txt"
