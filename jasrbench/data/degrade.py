@@ -2,9 +2,11 @@
 
 Both directions use torch's antialiased bicubic resampling (Keys kernel with
 a = −0.5, the kernel stretched by the scale factor when downscaling), which is
-MATLAB ``imresize``'s kernel and agrees with PIL's ``Image.BICUBIC`` to within
-one grey level. The only difference from MATLAB is at the image border, where
-MATLAB pads symmetrically and torch/PIL renormalize the truncated kernel.
+MATLAB ``imresize``'s kernel; it agrees with PIL's ``Image.BICUBIC`` resize of
+float images to about 1e-4 (PIL's 8-bit path rounds and clips between its two
+1-D passes, so it differs by a grey level or more on a small fraction of
+pixels). The only difference from MATLAB is at the image border, where MATLAB
+pads symmetrically and torch/PIL renormalize the truncated kernel.
 
 An LR image is an 8-bit image: :func:`make_lr` quantizes after downscaling, so
 an LR made on the fly during training equals the stored prepared LR.
