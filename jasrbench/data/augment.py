@@ -30,7 +30,7 @@ from . import degrade
 class AugmentConfig:
     """Ranges of the random transform (uniform draws)."""
 
-    scale: tuple[float, float] = (0.9, 1.1)  # >1 zooms in
+    scale: tuple[float, float] = (0.95, 1.05)  # >1 zooms in
     rotation: float = 30.0  # degrees, ± this
     flip: float = 0.5  # probability of a horizontal flip
     translate: float = 0.0  # fraction of the HR size, ± this in x and y
