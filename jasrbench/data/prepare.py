@@ -12,9 +12,12 @@ normalizer). Each split goes to ``<out>/<split>.npz`` (:func:`.split.save_split`
 and ``<out>/summary.json`` records what was built, what could not be and why.
 
 Landmarks outside the image: a visible point outside the photograph's area
-(0-based pixel centres, the area is [−0.5, W − 0.5] × [−0.5, H − 0.5]) is an
-error naming the annotation file (300W, HELEN); AFLW marks such points
-invisible (see :mod:`.aflw`), counted in the summary.
+(0-based pixel centres, the area is [−0.5, W − 0.5] × [−0.5, H − 0.5]) by more
+than 10% of the face's size (``OUTSIDE_TOLERANCE`` × the longer side of its
+landmark box) is an error naming the annotation file (300W, HELEN): closer
+than that it is an annotator's estimate of an occluded point at a face cut by
+the frame, kept as annotated (the crop pads with black). AFLW marks points
+outside the photograph invisible (see :mod:`.aflw`), counted in the summary.
 
 Bad input: without ``--skip-bad`` the first bad file stops the stage and
 nothing is left in ``--out``: everything is written into a temporary folder
@@ -95,10 +98,17 @@ def read_plan(dataset: str, raw: Path, bad: BadInput, *, pairs: Path | None = No
 
 # ---------------------------------------------------------------- cropping
 
-def inside_image(points: np.ndarray, width: int, height: int) -> np.ndarray:
-    """K bool: the point lies on the photograph's pixel area (0-based pixel centres)."""
+# A visible point may lie a little beyond the photograph (annotators place an occluded chin or ear
+# at the border of a face cut by the frame; the crop pads with black); beyond this fraction of the
+# face's size it is an annotation error.
+OUTSIDE_TOLERANCE = 0.1
+
+
+def inside_image(points: np.ndarray, width: int, height: int, tolerance: float = 0.0) -> np.ndarray:
+    """K bool: the point lies on the photograph's pixel area (0-based pixel centres), ± ``tolerance`` px."""
     x, y = points[:, 0], points[:, 1]
-    return (x >= -0.5) & (x <= width - 0.5) & (y >= -0.5) & (y <= height - 0.5)
+    lo = -0.5 - tolerance
+    return (x >= lo) & (x <= width - 0.5 + tolerance) & (y >= lo) & (y <= height - 0.5 + tolerance)
 
 
 class MtcnnBoxes:
@@ -133,7 +143,12 @@ def crop_record(rec: FaceRecord, image: np.ndarray, *, outside_policy: str,
     points, visible = rec.points, rec.visible.copy()
     made_invisible = 0
     if len(points):
-        outside = visible & ~inside_image(points, w, h)
+        tolerance = 0.0
+        on_photo = visible & inside_image(points, w, h)
+        if outside_policy == "error" and on_photo.sum() >= 2:  # the face's size from the points on the photo
+            x0, y0, x1, y1 = landmark_box(points, on_photo)
+            tolerance = OUTSIDE_TOLERANCE * max(x1 - x0, y1 - y0)
+        outside = visible & ~inside_image(points, w, h, tolerance)
         if outside.any():
             if outside_policy == "invisible":
                 visible &= ~outside
@@ -142,7 +157,8 @@ def crop_record(rec: FaceRecord, image: np.ndarray, *, outside_policy: str,
                 i = int(np.flatnonzero(outside)[0])
                 x, y = (float(v) for v in points[i])
                 raise DataError(rec.annotation, f"landmark {i} at ({x:.1f}, {y:.1f}) lies outside the {w}×{h} image "
-                                                f"{rec.image.name} ({int(outside.sum())} point(s) outside)")
+                                                f"{rec.image.name} by more than {tolerance:.1f} px (10% of the face) "
+                                                f"({int(outside.sum())} point(s) outside)")
     fallback = False
     if box_rule is not None:
         box = box_rule(image)

@@ -105,10 +105,22 @@ def test_two_images_for_one_pts(small_300w, w300_root, tmp_path):
 def test_landmarks_outside_the_image(small_300w, w300_root, tmp_path):
     _, pts = _add_face(small_300w, w300_root, "zz_outside")
     lines = pts.read_text().splitlines()
-    lines[3 + 8] = "140.0 262.0"  # chin below the 256×256 photograph (1-based y 262 → 0-based 261)
+    # The chin 45 px below the 256×256 photograph: more than 10% of the face's size beyond it.
+    lines[3 + 8] = "140.0 302.0"
     pts.write_text("\n".join(lines) + "\n")
     message = _fails(small_300w, tmp_path / "out", "landmark 8 at .* lies outside the 256×256 image")
     assert str(pts) in message
+
+
+def test_landmarks_just_beyond_the_frame_are_kept(small_300w, w300_root, tmp_path):
+    """An occluded chin annotated a few pixels below the frame is a valid annotation, not bad input."""
+    _, pts = _add_face(small_300w, w300_root, "zz_border")
+    lines = pts.read_text().splitlines()
+    lines[3 + 8] = "140.0 262.0"  # 1-based y 262 → 0-based 261: 5.5 px below the 256-px photograph
+    pts.write_text("\n".join(lines) + "\n")
+    summary = prepare("300w", small_300w, tmp_path / "out")
+    assert summary["faces"]["train"] == sum(1 for _ in (small_300w / "lfpw" / "trainset").glob("*.pts")) + sum(
+        1 for _ in (small_300w / "helen" / "trainset").glob("*.pts"))
 
 
 def test_empty_dataset_folders(tmp_path):
