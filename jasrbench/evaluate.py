@@ -1,0 +1,238 @@
+"""``jasrbench evaluate``: every metric of DESIGN §4 that a test split supports, per image.
+
+Input: a trained checkpoint (``model.pt``) or the name of a model without
+weights (``bicubic``), and a prepared test split (``DATASET/SPLIT``, e.g.
+``300w/common``, ``lfw/test``).
+
+- SR models: PSNR and SSIM on Y inside the face box (the default, standard
+  convention), the whole-image variants, and the authors'-code convention
+  (``*_jasrnet_code``) so both can be reported.
+- Landmark models on splits with landmarks: NME (inter-ocular for 68 points,
+  box-normalized for AFLW's 19), with its CED curve, AUC@0.08 and failure rate.
+- LFW-layout splits (pairs, no landmarks): verification accuracy of the SR
+  faces with the profile's recognizer, 10-fold protocol (and the HR
+  reference with ``--hr-reference``).
+
+Outputs (``--out``): ``per_image.csv`` (one row per face), ``summary.json``
+(means with 95% bootstrap intervals; read by DVC as metrics), ``ced.csv`` for
+landmark models. A split that cannot be computed with the data at hand (e.g.
+300W challenge without iBUG) yields ``summary.json`` with ``available: false``
+and the reason, so the tables can say why a cell is empty.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from . import config as cfgmod
+from . import tracking
+from .data import degrade
+from .data.split import PreparedSplit, load_split
+from .errors import ConfigError, DataError
+from .io import atomic_path, atomic_write_json, read_json
+from .models import FaceModel, build
+from .train import generator, model_from_checkpoint, predict, resolve_device
+
+log = logging.getLogger(__name__)
+
+
+def resolve_split(prepared: Path, split: str) -> tuple[Path, str | None]:
+    """(split file, reason it is unavailable or None)."""
+    dataset, _, name = split.partition("/")
+    path = Path(prepared) / dataset / f"{name}.npz"
+    if path.is_file():
+        return path, None
+    summary_path = Path(prepared) / dataset / "summary.json"
+    if summary_path.is_file():
+        reason = (read_json(summary_path).get("unavailable") or {}).get(name)
+        if reason:
+            return path, str(reason)
+    raise DataError(path, f"prepared split {split!r} not found (run `jasrbench prepare {dataset}` first)")
+
+
+def load_model(target: str, device: torch.device) -> tuple[FaceModel, dict[str, Any]]:
+    """A checkpoint path, or the registry name of a model without weights."""
+    if Path(target).suffix == ".pt" or Path(target).is_file():
+        return model_from_checkpoint(target, device)
+    model = build(target)
+    if model.trainable:
+        raise ConfigError(f"{target!r} has weights: give its trained checkpoint (model.pt), not its name")
+    model.name = target
+    return model.to(device).eval(), {"model": target, "arch": target, "overrides": {}}
+
+
+def select_faces(split: PreparedSplit, max_faces: int | None, seed: int, pairs_per_fold: int | None = None) -> PreparedSplit:
+    """A seeded subset of ``max_faces`` faces; for a pairs split, ``pairs_per_fold`` same + different pairs per fold."""
+    if split.pairs is not None:
+        return split if pairs_per_fold is None else split.subset_pairs(pairs_per_fold)
+    if max_faces is None or max_faces >= len(split):
+        return split
+    perm = torch.randperm(len(split), generator=generator(seed, -2)).numpy()
+    return split.subset(np.sort(perm[:max_faces]))
+
+
+def image_metrics(sr: torch.Tensor, hr: torch.Tensor, boxes: torch.Tensor) -> dict[str, np.ndarray]:
+    from .metrics import image_quality
+
+    out = {}
+    for suffix, kwargs in (("", {}), ("_image", {"region": "image"}), ("_jasrnet_code", {"convention": "jasrnet-code"})):
+        values = image_quality.psnr_ssim(sr, hr, boxes, **kwargs)
+        out[f"psnr{suffix}"] = values["psnr"].cpu().numpy()
+        out[f"ssim{suffix}"] = values["ssim"].cpu().numpy()
+    return out
+
+
+def landmark_metrics(pred: np.ndarray, split: PreparedSplit) -> tuple[dict[str, np.ndarray], dict[str, Any], pd.DataFrame]:
+    """Per-image NME (+ inter-pupil for 68 points), the set-level AUC/failure rate, and the CED curve."""
+    from .metrics import landmarks as lm
+
+    normalizer = lm.default_normalizer(split.num_points)
+    nme = lm.nme(pred, split.landmarks, split.visible, normalizer=normalizer, boxes=split.boxes)
+    per_image = {"nme": nme}
+    if split.num_points == 68:
+        per_image["nme_inter_pupil"] = lm.nme(pred, split.landmarks, split.visible, normalizer="inter_pupil")
+    set_level = {"auc_0.08": {"mean": lm.auc(nme, threshold=0.08), "n": len(nme)},
+                 "failure_rate_0.08": {"mean": lm.failure_rate(nme, threshold=0.08), "n": len(nme)}}
+    thresholds, fractions = lm.ced(nme)
+    return per_image, {"metrics": set_level, "nme_normalizer": normalizer}, pd.DataFrame(
+        {"nme": thresholds, "fraction": fractions})
+
+
+def verification_metrics(sr: torch.Tensor, hr: torch.Tensor, split: PreparedSplit, recognizer: str,
+                         hr_reference: bool) -> dict[str, Any]:
+    """LFW 10-fold accuracy (percent, mean ± population std over folds) and ROC AUC of SR (and HR) faces."""
+    from .metrics import recognizers, verification
+
+    rec = recognizers.get(recognizer)
+    metrics: dict[str, Any] = {}
+    sources = {"": sr} | ({"_hr": hr} if hr_reference else {})
+    for suffix, faces in sources.items():
+        emb = rec.embed(degrade.to_uint8(faces))
+        res = verification.evaluate_pairs(emb, split.pairs, split.pair_same, split.pair_fold)
+        metrics[f"acc{suffix}"] = {"mean": 100 * res["accuracy_mean"], "std": 100 * res["accuracy_std"],
+                                   "folds": [100 * float(a) for a in res["fold_accuracies"]], "n": int(res["pairs"])}
+        metrics[f"roc_auc{suffix}"] = {"mean": float(res["roc_auc"]), "n": int(res["pairs"])}
+    return {"metrics": metrics, "recognizer": recognizer}
+
+
+def evaluate(
+    target: str,
+    split_name: str,
+    out_dir: str | Path,
+    params: dict[str, Any],
+    *,
+    prepared: str | Path | None = None,
+    device: str | None = None,
+    hr_reference: bool = False,
+    label: str | None = None,
+) -> dict[str, Any]:
+    """Evaluate ``target`` on ``split_name``; writes and returns the summary."""
+    from .metrics import statistics
+
+    ev = params["evaluate"]
+    seed = int(params["seed"])
+    prepared = Path(prepared or params["data"]["prepared"])
+    out_dir = Path(out_dir)
+    dev = resolve_device(device or ev.get("device", "auto"))
+    dataset = split_name.partition("/")[0]
+    stand_in = (params["data"]["datasets"].get(dataset) or {}).get("stand_in")
+    split_path, unavailable = resolve_split(prepared, split_name)
+    model, ckpt = load_model(target, dev)
+    name = label or ckpt["model"]
+    entry = params["models"].get(name) or {}
+    head = {"model": name, "arch": ckpt["arch"], "split": split_name, "profile": params["profile"],
+            "trained_on": ckpt.get("dataset"), "params": sum(p.numel() for p in model.parameters()),
+            **({"stand_in": stand_in} if stand_in else {})}
+    if unavailable:
+        summary = {**head, "available": False, "reason": unavailable, "metrics": {}}
+        atomic_write_json(out_dir / "summary.json", summary)
+        _write_csv(out_dir / "per_image.csv", pd.DataFrame({"name": []}))
+        _write_csv(out_dir / "ced.csv", pd.DataFrame({"nme": [], "fraction": []}))
+        log.warning("%s on %s: unavailable (%s)", name, split_name, unavailable)
+        return summary
+
+    split = select_faces(load_split(split_path), ev.get("max_faces"), seed, ev.get("pairs_per_fold"))
+    lr, hr = degrade.to_tensor(split.lr), degrade.to_tensor(split.hr)
+    sr, pred = predict(model, lr, dev, int(ev.get("batch_size", 32)))
+    per_image: dict[str, np.ndarray] = {}
+    extra: dict[str, Any] = {}
+    boxes = torch.from_numpy(split.boxes)
+    if model.predicts_sr:
+        per_image.update(image_metrics(sr, hr, boxes))
+    ced = None
+    if pred is not None and split.num_points:
+        if pred.shape[1] != split.num_points:
+            raise ConfigError(f"{name} predicts {pred.shape[1]} points, {split_name} has {split.num_points}")
+        lm_values, lm_extra, ced = landmark_metrics(pred.numpy(), split)
+        per_image.update(lm_values)
+        extra.setdefault("metrics", {}).update(lm_extra.pop("metrics"))
+        extra.update(lm_extra)
+    if split.pairs is not None:
+        ver = verification_metrics(sr, hr, split, ev.get("recognizer", "dlib"), hr_reference)
+        extra.setdefault("metrics", {}).update(ver.pop("metrics"))
+        extra.update(ver)
+
+    resamples = int(ev.get("bootstrap_resamples", 1000))
+    metrics = {key: statistics.summarize(values, seed=seed, resamples=resamples) for key, values in per_image.items()}
+    metrics.update(extra.pop("metrics", {}))
+    summary = {**head, "available": True, "faces": len(split), "metrics": metrics, **extra}
+    if split.pairs is not None:
+        summary["pairs"] = int(len(split.pairs))
+
+    frame = pd.DataFrame({"name": split.names, **per_image})
+    _write_csv(out_dir / "per_image.csv", frame)
+    # Always written (header only for models without landmarks): DVC declares it as a plot.
+    _write_csv(out_dir / "ced.csv", ced if ced is not None else pd.DataFrame({"nme": [], "fraction": []}))
+    atomic_write_json(out_dir / "summary.json", summary)
+    _log_mlflow(summary, entry, out_dir)
+    return summary
+
+
+def _write_csv(path: Path, frame: pd.DataFrame) -> None:
+    with atomic_path(path, suffix=".csv") as tmp:
+        frame.to_csv(tmp, index=False, float_format="%.6g")
+
+
+def _log_mlflow(summary: dict[str, Any], entry: dict[str, Any], out_dir: Path) -> None:
+    tables = list(entry.get("tables") or [])
+    tags = {"stage": "evaluate", "model": summary["model"], "arch": summary["arch"], "split": summary["split"],
+            "trained_on": str(summary.get("trained_on")), "profile": summary["profile"], **tracking.table_tags(tables)}
+    params = {k: summary[k] for k in ("model", "arch", "split", "params", "faces") if k in summary}
+    flat = {f"{k}": v["mean"] for k, v in summary["metrics"].items()}
+    # One experiment per paper table so each table's runs sit side by side in the UI.
+    for experiment in [f"jasrbench/{summary['profile']}/table{t}" for t in tables] or [f"jasrbench/{summary['profile']}/evaluate"]:
+        with tracking.start_run(experiment, f"{summary['model']} on {summary['split']}", tags, params) as run:
+            run.log_metrics(flat)
+            for name in ("summary.json", "per_image.csv", "ced.csv"):
+                if (out_dir / name).is_file():
+                    run.log_artifact(out_dir / name)
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("target", help="a checkpoint (model.pt) or the name of a model without weights (bicubic)")
+    parser.add_argument("--split", required=True, help="DATASET/SPLIT, e.g. 300w/common, lfw/test")
+    parser.add_argument("--out", required=True, help="output folder (summary.json, per_image.csv, ced.csv)")
+    src = parser.add_mutually_exclusive_group()
+    src.add_argument("--profile", help="read pipelines/PROFILE.yaml (default: the active params.yaml)")
+    src.add_argument("--params", default=None, help="a params file (default: params.yaml)")
+    parser.add_argument("--prepared", help="prepared-data root (default: the profile's data.prepared)")
+    parser.add_argument("--device", help="cpu, cuda, or auto (default: the profile's evaluate.device)")
+    parser.add_argument("--hr-reference", action="store_true", help="also verify HR faces (LFW-layout splits)")
+    parser.add_argument("--label", help="model name in outputs (default: the checkpoint's)")
+
+
+def run(args: argparse.Namespace) -> int:
+    params = cfgmod.load_profile(args.profile) if args.profile else cfgmod.load_params(args.params)
+    summary = evaluate(args.target, args.split, args.out, params, prepared=args.prepared, device=args.device,
+                       hr_reference=args.hr_reference, label=args.label)
+    print(json.dumps({k: v for k, v in summary.items() if k != "metrics"} | {
+        "metrics": {k: round(v["mean"], 4) for k, v in summary["metrics"].items()}}, indent=2))
+    return 0
