@@ -9,7 +9,9 @@ folder is a failure: a CI run that skipped its real-data tests proved nothing.
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -51,3 +53,16 @@ def verify_root() -> Path:
 def lfw_pairs_file() -> Path:
     """LFW's official pairs.txt (View 2)."""
     return _data_dir("lfw", "pairs.txt")
+
+
+@pytest.fixture(scope="session")
+def prepared_300w(w300_root, tmp_path_factory):
+    """The whole shared 300W subset prepared once per session (``jasrbench prepare 300w``)."""
+    from jasrbench.data.prepare import prepare
+
+    out = tmp_path_factory.mktemp("prepared") / "300w"
+    start = time.perf_counter()
+    summary = prepare("300w", w300_root, out)
+    seconds = time.perf_counter() - start
+    print(f"\nprepare 300w (shared subset, {sum(summary['faces'].values())} faces): {seconds:.1f} s")
+    return SimpleNamespace(out=out, summary=summary, seconds=seconds)

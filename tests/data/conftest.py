@@ -5,26 +5,11 @@ photographs) in their official formats live in ``datafixtures.py``.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 from datafixtures import copy_face, real_faces
 
-from jasrbench.data.prepare import prepare
-
-
-
-@pytest.fixture(scope="session")
-def prepared_300w(w300_root, tmp_path_factory):
-    """The whole shared 300W subset prepared once per session (``jasrbench prepare 300w``)."""
-    out = tmp_path_factory.mktemp("prepared") / "300w"
-    start = time.perf_counter()
-    summary = prepare("300w", w300_root, out)
-    seconds = time.perf_counter() - start
-    print(f"\nprepare 300w (shared subset, {sum(summary['faces'].values())} faces): {seconds:.1f} s")
-    return SimpleNamespace(out=out, summary=summary, seconds=seconds)
 
 
 @pytest.fixture(scope="session")
