@@ -4,7 +4,8 @@ Entry points::
 
     evaluate_pairs(embeddings, pairs, same, folds) -> dict           # from a prepared split's arrays
     evaluate_similarities(similarities, same, folds) -> dict          # from precomputed similarities
-    pair_arrays(pairs, names) -> (indices P×2, same P, folds P)       # from lfw.read_pairs output
+    evaluate_lfw(embeddings, names, pairs) -> dict                    # from lfw.read_pairs output
+    pair_arrays(pairs, names) -> (indices P×2, same P, folds P)
     pair_similarities(embeddings, pairs) -> ndarray[P]                # cosine similarity
     best_threshold(similarities, same) -> (threshold, accuracy)
     kfold_accuracy(similarities, same, folds) -> dict
@@ -195,7 +196,12 @@ def evaluate_pairs(embeddings, pairs, same, folds) -> dict:
     return out
 
 
+def evaluate_lfw(embeddings, names: Sequence[str], pairs: Sequence[Pair]) -> dict:
+    """The protocol from embeddings whose rows are the faces ``names`` and ``read_pairs`` output."""
+    return evaluate_pairs(embeddings, *pair_arrays(pairs, names))
+
+
 __all__ = [
-    "accuracy", "best_threshold", "cosine_similarity", "evaluate_pairs", "evaluate_similarities",
+    "accuracy", "best_threshold", "cosine_similarity", "evaluate_lfw", "evaluate_pairs", "evaluate_similarities",
     "kfold_accuracy", "pair_arrays", "pair_similarities", "roc",
 ]
