@@ -295,7 +295,8 @@ def train(
                 torch.cuda.set_rng_state(state["rng_cuda"])
             start_epoch, start_step = int(state["epoch"]), int(state["step"])
             history, best, partial = list(state["history"]), state["best"], state.get("partial")
-            log.info("resuming %s at epoch %d step %d", model_name, start_epoch, start_step)
+            log.info("resuming %s in epoch %d after %d of its %d steps", model_name, start_epoch + 1, start_step,
+                     steps_per_epoch)
         else:
             log.warning("%s was written by another configuration: starting afresh", last_path)
 

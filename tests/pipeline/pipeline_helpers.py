@@ -1,0 +1,38 @@
+"""Helpers of the pipeline tests: tiny but real training configurations and CLI subprocesses."""
+
+from __future__ import annotations
+
+import copy
+import os
+import shutil
+import sys
+from pathlib import Path
+
+from jasrbench import config
+from jasrbench.paths import REPO_ROOT
+
+
+def tiny_params(prepared_root: Path, **train) -> dict:
+    """The smoke profile, trimmed to seconds: 24 training faces, 8 validation faces, batch 4."""
+    params = copy.deepcopy(config.load_profile("smoke", REPO_ROOT))
+    params["data"]["prepared"] = str(prepared_root)
+    params["train"].update({"epochs": 2, "batch_size": 4, "max_faces": 24, "val_faces": 8, "eval_batch_size": 8})
+    params["train"].update(train)
+    params["evaluate"].update({"max_faces": 24, "bootstrap_resamples": 200})
+    return params
+
+
+def write_params(root: Path, params: dict) -> Path:
+    """A repository-like folder with ``pipelines/`` and a ``params.yaml`` holding ``params``."""
+    shutil.copytree(REPO_ROOT / "pipelines", root / "pipelines", dirs_exist_ok=True)
+    config.write_params(params, root)
+    return root / "params.yaml"
+
+
+def cli_env() -> dict:
+    """Environment for running the ``jasrbench`` CLI of this checkout in a subprocess."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(REPO_ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    env["JASRBENCH_MLFLOW"] = "0"
+    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
+    return env
