@@ -73,3 +73,21 @@ def test_tolerance_rules_cover_every_reported_metric():
         assert tolerance_for(metric) is not None, metric
     assert tolerance_for("roc_auc") == (0.005, True)
     assert tolerance_for("failure_rate_0.08")[1] is False
+
+
+def test_profile_tolerance_overrides(tmp_path):
+    actual = copy.deepcopy(BASE)
+    actual["models"]["jasrnet"]["300w/common"]["nme"] = {"mean": 9.0}
+    assert any(f.regression for f in compare(BASE, actual))
+    loose = dict(copy.deepcopy(BASE), tolerances={"nme": 5.0})
+    assert not any(f.regression for f in compare(loose, actual))
+    actual["models"]["jasrnet"]["300w/common"]["psnr"] = {"mean": 20.0}  # other metrics keep their tolerance
+    assert [f.metric for f in compare(loose, actual) if f.regression] == ["psnr"]
+    with pytest.raises(Exception, match="unknown tolerance keys"):
+        compare(dict(BASE, tolerances={"psnrr": 1}), actual)
+    # --update keeps the expectations' tolerance overrides.
+    e, a = tmp_path / "expected.json", tmp_path / "metrics.json"
+    e.write_text(json.dumps(loose))
+    a.write_text(json.dumps(actual))
+    assert main(["check", "--expected", str(e), "--actual", str(a), "--update"]) == 0
+    assert json.loads(e.read_text())["tolerances"] == {"nme": 5.0}
