@@ -222,6 +222,24 @@ def selection_key(model: FaceModel, select: str) -> tuple[str, int]:
     raise ConfigError(f"train.select must be auto, psnr or nme, got {select!r}")
 
 
+# --- one step ---------------------------------------------------------------------------------------
+def training_batch(data: PreparedSplit, idx: np.ndarray, augment: AugmentConfig, gen: torch.Generator,
+                   mirror: torch.Tensor | None, dev: torch.device) -> dict[str, torch.Tensor]:
+    """Faces ``idx`` of a training split → an augmented batch {lr, hr, landmarks, visible} on ``dev``."""
+    context = degrade.to_tensor(data.context[idx]).to(dev)
+    pts = torch.from_numpy(data.landmarks[idx] + data.context_offset)
+    vis = torch.from_numpy(data.visible[idx])
+    hr, pts, vis = augment_batch(context, pts, vis, augment, gen, mirror)
+    return {"lr": degrade.make_lr(hr), "hr": hr, "landmarks": pts, "visible": vis}
+
+
+def forward_loss(model: FaceModel, batch: dict[str, torch.Tensor], dev: torch.device) -> dict[str, torch.Tensor]:
+    """The model's losses on a batch: channels_last input, bf16 autocast on CUDA (loss in fp32)."""
+    with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
+        out = model(batch["lr"].contiguous(memory_format=torch.channels_last))
+    return model.loss(out, batch)
+
+
 # --- the loop ---------------------------------------------------------------------------------------
 def train(
     model_name: str,
@@ -259,7 +277,6 @@ def train(
         raise ConfigError(f"{split_path}: flipping needs the dataset's mirror permutation, absent from its metadata")
     if not rotation_bound(cfg.augment, data.context.shape[1] / data.hr.shape[1]):
         log.warning("augmentation can reach outside the context crop: some corners will be black")
-    offset = data.context_offset
 
     # Landmark heads follow the dataset's markup (68 for 300W, 194 for HELEN, 19 for AFLW).
     entry["overrides"] = {**entry["overrides"], "num_points": data.num_points}
@@ -336,16 +353,9 @@ def train(
                        leave=False, dynamic_ncols=True, mininterval=2)
             for step in bar:
                 pick = order[(step * cfg.batch_size + torch.arange(cfg.batch_size)) % len(order)]
-                idx = train_idx[pick.numpy()]
-                context = degrade.to_tensor(data.context[idx]).to(dev)
-                pts = torch.from_numpy(data.landmarks[idx] + offset)
-                vis = torch.from_numpy(data.visible[idx])
-                hr, pts, vis = augment_batch(context, pts, vis, cfg.augment, generator(seed, epoch, step, 1), mirror_t)
-                lr = degrade.make_lr(hr)
-                batch = {"lr": lr, "hr": hr, "landmarks": pts, "visible": vis}
-                with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
-                    out = model(lr.contiguous(memory_format=torch.channels_last))
-                losses = model.loss(out, batch)
+                batch = training_batch(data, train_idx[pick.numpy()], cfg.augment, generator(seed, epoch, step, 1),
+                                       mirror_t, dev)
+                losses = forward_loss(model, batch, dev)
                 total = losses["total"]
                 if not torch.isfinite(total):
                     raise TrainingDiverged(
