@@ -7,6 +7,11 @@ paper are in units of 1024² (JASRNet's 19,885,814 → "18.96M").
 A row lists candidate model names in order of preference: the ``paper``
 profile trains ``edsr_paper`` (32×256), the CPU profiles the baseline-size
 ``edsr``; the first one present in the results fills the row.
+
+A column names the metric (a key of ``metrics.json``) and the test splits that
+can fill it, in order of preference: the paper's "300W" of Tables 1, 4 and 5 is
+the full test set (689 faces); without iBUG the common subset (554) stands in
+and the table says so. ``TABLES`` lists the five tables with their columns.
 """
 
 from __future__ import annotations
@@ -21,6 +26,35 @@ class Row:
     reported: dict[str, float | None] = field(default_factory=dict)
     # For Table 4's BL/BL_F rows, PSNR and NME come from two single-task models.
     nme_models: tuple[str, ...] | None = None
+    # Metric read for a column's metric in this row (Table 3's HR row reads bicubic's ``acc_hr``).
+    metric_override: dict[str, str] = field(default_factory=dict)
+    # A reference row (HR): not ranked, and metrics other than the overridden ones do not apply.
+    reference: bool = False
+
+    def models_for(self, metric: str) -> tuple[str, ...]:
+        """Candidate models of the cell of ``metric`` (NME of Table 4's BL rows comes from the alignment model)."""
+        return self.nme_models if metric == "nme" and self.nme_models else self.models
+
+
+@dataclass(frozen=True)
+class Column:
+    key: str  # key of Row.reported
+    label: str  # header
+    metric: str  # metric of metrics.json ("params": the entry's parameter count)
+    splits: tuple[str, ...]  # test splits that can fill the column, first available wins
+    higher_is_better: bool  # direction of "best"
+    decimals: int
+    unit: str = ""  # "M" for parameters: in the paper's unit 1024²
+
+
+@dataclass(frozen=True)
+class PaperTable:
+    number: int
+    name: str  # file stem: table1 … table5
+    title: str
+    rows: tuple[Row, ...]
+    columns: tuple[Column, ...]
+    optional_rows: tuple[Row, ...] = ()  # shown only when their model is in the results (Table 2's 64×64 row)
 
 
 TABLE1 = (  # PSNR / SSIM ×8 on 300W and HELEN
@@ -44,7 +78,8 @@ TABLE2 = (  # NME on 16×16 input: 300W common / challenge / full, AFLW
 TABLE2_64 = Row("JASRNet (64×64 input)", ("jasrnet_lr64",), {"common": 3.20, "challenge": 7.44, "full": 4.03, "aflw": 2.03})
 
 TABLE3 = (  # LFW: verification accuracy (%), PSNR, SSIM, parameters (paper's M = 1024²)
-    Row("HR", ("bicubic",), {"acc": 99.33, "psnr": None, "ssim": None, "params": None}),
+    Row("HR", ("bicubic",), {"acc": 99.33, "psnr": None, "ssim": None, "params": None},
+        metric_override={"acc": "acc_hr"}, reference=True),
     Row("Bicubic", ("bicubic",), {"acc": 79.50, "psnr": 25.28, "ssim": 0.736, "params": None}),
     Row("FSRNet", ("fsrnet",), {"acc": 83.75, "psnr": 26.63, "ssim": 0.800, "params": 27.14}),
     Row("SuperFAN", ("superfan",), {"acc": 84.08, "psnr": 26.83, "ssim": 0.808, "params": 26.41}),
@@ -69,3 +104,77 @@ TABLE5 = (  # variants on 300W: PSNR / NME / parameters (paper's M = 1024²)
 )
 
 PAPER_MILLION = 1024**2
+
+
+_300W = ("300w/full", "300w/common")  # the paper's 300W test set; common subset when iBUG is absent
+
+
+def _psnr(key: str, label: str, splits: tuple[str, ...]) -> Column:
+    return Column(key, label, "psnr", splits, True, 2)
+
+
+def _ssim(key: str, label: str, splits: tuple[str, ...]) -> Column:
+    return Column(key, label, "ssim", splits, True, 3)
+
+
+def _nme(key: str, label: str, splits: tuple[str, ...]) -> Column:
+    return Column(key, label, "nme", splits, False, 2)
+
+
+def _params(key: str = "params") -> Column:
+    return Column(key, "Params (M)", "params", (), False, 2, unit="M")
+
+
+TABLES: tuple[PaperTable, ...] = (
+    PaperTable(1, "table1", "PSNR (dB) and SSIM of ×8 super-resolution (16×16 → 128×128) on 300W and HELEN",
+               TABLE1, (_psnr("300w_psnr", "300W PSNR", _300W), _ssim("300w_ssim", "300W SSIM", _300W),
+                        _psnr("helen_psnr", "HELEN PSNR", ("helen/test",)),
+                        _ssim("helen_ssim", "HELEN SSIM", ("helen/test",)))),
+    PaperTable(2, "table2", "NME (%) of landmarks localized from 16×16 faces: 300W (inter-ocular) and AFLW (face box)",
+               TABLE2, (_nme("common", "300W common", ("300w/common",)),
+                        _nme("challenge", "300W challenge", ("300w/challenge",)),
+                        _nme("full", "300W full", ("300w/full",)),
+                        _nme("aflw", "AFLW", ("aflw/test",))),
+               optional_rows=(TABLE2_64,)),
+    PaperTable(3, "table3", "Face verification on LFW from super-resolved 16×16 faces: accuracy (%), PSNR (dB), "
+               "SSIM and parameters (M = 1024²)",
+               TABLE3, (Column("acc", "ACC (%)", "acc", ("lfw/test",), True, 2),
+                        _psnr("psnr", "PSNR", ("lfw/test",)), _ssim("ssim", "SSIM", ("lfw/test",)), _params())),
+    PaperTable(4, "table4", "Ablations on 300W: PSNR (dB) and NME (%); BL and BL_F take PSNR from the SR-only "
+               "model and NME from the alignment-only model",
+               TABLE4, (_psnr("psnr", "PSNR", _300W), _nme("nme", "NME", _300W))),
+    PaperTable(5, "table5", "JASRNet variants on 300W: fusion by concatenation or addition, 1–3 alignment stages, "
+               "16 or 32 shared blocks; PSNR (dB), NME (%), parameters (M = 1024²)",
+               TABLE5, (_psnr("psnr", "PSNR", _300W), _nme("nme", "NME", _300W), _params())),
+)
+
+# The model every other model of a table is compared with (paired tests on per-image values).
+REFERENCE_MODEL = "jasrnet"
+
+# Parameters the paper reports (in 1024²) by registry name, for the cost table.
+PAPER_PARAMS: dict[str, float] = {
+    "fsrnet": 27.14, "superfan": 26.41, "jasrnet": 18.96,
+    "jasrnet_stages1": 16.69, "jasrnet_stages2": 17.83, "jasrnet_res16": 14.46,
+}
+
+
+def model_labels() -> dict[str, str]:
+    """A short label per registry name, from the paper's row labels (first table that names it wins)."""
+    labels: dict[str, str] = {}
+    for spec in TABLES:
+        for row in (*spec.rows, *spec.optional_rows):
+            if row.nme_models:
+                for m in row.models:
+                    labels.setdefault(m, f"{row.label} (SR)")
+                for m in row.nme_models:
+                    labels.setdefault(m, f"{row.label} (align)")
+            else:
+                for m in row.models:
+                    if not row.reference:
+                        labels.setdefault(m, row.label)
+    return labels
+
+
+def model_order() -> list[str]:
+    """Registry names in the order the paper's tables first list them (figures use it for colours)."""
+    return list(model_labels())
