@@ -68,9 +68,12 @@ Implementation
     crop, i.e. exactly the windows lying fully inside the crop, so the
     per-image SSIM is the mean of the valid map over the box shrunk by 5 pixels
     (a mask), with no Python loop over images and boxes of any size in one
-    batch. Moments are computed in float32 on signals centred on each image's
-    HR mean (removes the cancellation in ``E[x²] − μ²``); PSNR sums and final
-    averages are float64. PSNR of identical regions is ``+inf`` (as skimage).
+    batch. Each chunk of images is first cropped to the union of its regions.
+    Four maps are filtered, not five (see ``_ssim_maps``), in float32, on
+    signals centred on each image's HR mean (removes the cancellation in
+    ``E[x²] − μ²``); region sums are ``rowsᵀ · map · cols`` products, final
+    divisions float64. Agreement with skimage on real faces: ~1e-6 (SSIM) and
+    ~1e-6 dB (PSNR). PSNR of identical regions is ``+inf`` (as skimage).
 """
 
 from __future__ import annotations
@@ -108,8 +111,12 @@ def gaussian_taps(sigma: float = SIGMA, radius: int = RADIUS, dtype=torch.float6
     return (w / w.sum()).to(dtype)
 
 
-def _as_batch(images, name: str) -> torch.Tensor:
-    """N×3×H×W float in [0,1], or N×H×W×3 uint8 (array/tensor) → N×3×H×W float in [0,1]."""
+def _levels(images, name: str = "images") -> torch.Tensor:
+    """8-bit grey levels 0…255 as float32, N×3×H×W: the quantization every SR output gets.
+
+    Accepts N×3×H×W floats in [0, 1] (rounded to the nearest level after
+    clamping) or N×H×W×3 uint8 (arrays or tensors, taken as they are).
+    """
     if isinstance(images, np.ndarray):
         images = torch.from_numpy(np.ascontiguousarray(images))
     if not isinstance(images, torch.Tensor):
@@ -117,23 +124,43 @@ def _as_batch(images, name: str) -> torch.Tensor:
     if images.dtype == torch.uint8:
         if images.dim() != 4 or images.shape[-1] != 3:
             raise ValueError(f"{name}: uint8 images must be N×H×W×3, got {tuple(images.shape)}")
-        return images.permute(0, 3, 1, 2).float().div(255)
+        return images.permute(0, 3, 1, 2).float()
     if images.dim() != 4 or images.shape[1] != 3:
         raise ValueError(f"{name}: float images must be N×3×H×W, got {tuple(images.shape)}")
-    return images
+    return images.float().clamp(0, 1).mul_(255).round_()
 
 
-def _levels(images: torch.Tensor) -> torch.Tensor:
-    """8-bit grey levels 0…255 (as float) of a [0, 1] batch: the quantization every SR output gets."""
-    return images.float().clamp(0, 1).mul(255).round()
+def _signal(levels: torch.Tensor, coeffs: tuple[float, float, float]) -> torch.Tensor:
+    """Σ_c coeff_c · level_c / 255 (N×H×W float32): Y without its offset."""
+    w = [float(c) / 255 for c in coeffs]
+    y = levels[:, 0] * w[0]
+    y.add_(levels[:, 1], alpha=w[1]).add_(levels[:, 2], alpha=w[2])
+    return y
 
 
 def luma(images, convention: Convention = "standard") -> torch.Tensor:
     """Y channel (N×H×W, float64) of 8-bit-quantized images under ``convention``."""
     coeffs, offset, _, _ = _params(convention)
-    levels = _levels(_as_batch(images, "images")).double() / 255
+    levels = _levels(images).double() / 255
     w = torch.tensor(coeffs, dtype=torch.float64, device=levels.device).view(1, 3, 1, 1)
     return (levels * w).sum(1) + offset
+
+
+def _crop(images, top: int, bottom: int, left: int, right: int):
+    """Rows top…bottom and columns left…right (inclusive) of a float N×3×H×W or uint8 N×H×W×3 batch."""
+    if images.dtype in (torch.uint8, np.uint8):
+        return images[:, top : bottom + 1, left : right + 1]
+    return images[:, :, top : bottom + 1, left : right + 1]
+
+
+def _shape(images, name: str) -> tuple[int, int, int]:
+    """(N, H, W) of a float N×3×H×W or uint8 N×H×W×3 batch."""
+    shape = tuple(images.shape)
+    if len(shape) != 4:
+        raise ValueError(f"{name}: expected a 4-D batch, got shape {shape}")
+    if images.dtype in (torch.uint8, np.uint8):
+        return shape[0], shape[1], shape[2]
+    return shape[0], shape[2], shape[3]
 
 
 def _params(convention: str):
@@ -161,17 +188,18 @@ def box_regions(boxes, height: int, width: int, device=None) -> torch.Tensor:
     return torch.stack([r0, r1, c0, c1], 1).long()
 
 
-def _range_mask(lo: torch.Tensor, hi: torch.Tensor, size: int) -> torch.Tensor:
+def _range_mask(lo: torch.Tensor, hi: torch.Tensor, size: int, dtype: torch.dtype) -> torch.Tensor:
     idx = torch.arange(size, device=lo.device)
-    return (idx[None, :] >= lo[:, None]) & (idx[None, :] <= hi[:, None])
+    return ((idx[None, :] >= lo[:, None]) & (idx[None, :] <= hi[:, None])).to(dtype)
 
 
 def _region_mean(values: torch.Tensor, r0, r1, c0, c1) -> torch.Tensor:
-    """Mean of each N×H×W map over its inclusive row/column range (float64)."""
+    """Mean (float64) of each N×H×W map over its inclusive row/column range: ``rowsᵀ · map · cols``."""
     h, w = values.shape[-2:]
-    mask = _range_mask(r0, r1, h)[:, :, None] & _range_mask(c0, c1, w)[:, None, :]
-    v = values.double() * mask
-    return v.sum((1, 2)) / mask.sum((1, 2))
+    rows = _range_mask(r0, r1, h, values.dtype)
+    cols = _range_mask(c0, c1, w, values.dtype)
+    total = torch.bmm(torch.bmm(rows[:, None, :], values), cols[:, :, None]).view(-1)
+    return total.double() / (rows.sum(1).double() * cols.sum(1).double())
 
 
 @functools.lru_cache(maxsize=16)
@@ -199,25 +227,32 @@ def _blur_valid(maps: torch.Tensor) -> torch.Tensor:
 def _ssim_maps(x: torch.Tensor, y: torch.Tensor, offset: float, data_range: float, cov_norm: float) -> torch.Tensor:
     """Valid SSIM maps ((H−10)×(W−10), float32) of the signals ``offset + x``, ``offset + y`` (N×H×W float32).
 
-    Moments are taken of the signals centred on each image's HR mean ``c``
-    (removes the cancellation in ``E[x²] − μ²``); ``c`` and the offset are
-    added back to the means.
+    SSIM needs only μx, μy, σx² + σy² and σxy, so four filtered maps suffice:
+    those of ``u = x + y − 2c`` and ``v = x − y`` and of their squares (``c`` =
+    each image's HR mean: centring removes the cancellation in ``E[u²] − μu²``).
+    With ``U = μu + 2(c + offset)`` (the uncentred ``μx + μy``) and ``Vu``,
+    ``Vv`` the variances of u and v (× ``cov_norm``):
+    ``2 μx μy = (U² − μv²)/2``, ``μx² + μy² = (U² + μv²)/2``,
+    ``σx² + σy² = (Vu + Vv)/2``, ``2 σxy = (Vu − Vv)/2``, hence
+    ``SSIM = (U² − μv² + 2 C1)(Vu − Vv + 2 C2) / ((U² + μv² + 2 C1)(Vu + Vv + 2 C2))``.
     """
     n, h, w = x.shape
     c = y.double().mean((1, 2)).float().view(n, 1, 1)
-    xs, ys = x - c, y - c
-    maps = torch.stack([xs, ys, xs * xs, ys * ys, xs * ys], 1).view(n * 5, h, w)
-    m = _blur_valid(maps).view(n, 5, h - 2 * RADIUS, w - 2 * RADIUS)
-    mx, my, exx, eyy, exy = m.unbind(1)
-    vx = (exx - mx * mx).mul_(cov_norm)
-    vy = (eyy - my * my).mul_(cov_norm)
-    vxy = (exy - mx * my).mul_(cov_norm)
-    ux = mx.add_(c + offset)
-    uy = my.add_(c + offset)
-    c1 = (K1 * data_range) ** 2
-    c2 = (K2 * data_range) ** 2
-    num = (2 * ux * uy + c1).mul_(vxy.mul_(2).add_(c2))
-    den = (ux * ux + uy * uy + c1).mul_(vx.add_(vy).add_(c2))
+    maps = torch.empty(n, 4, h, w, dtype=x.dtype, device=x.device)
+    torch.add(x, y, out=maps[:, 0]).sub_(2 * c)
+    torch.sub(x, y, out=maps[:, 1])
+    torch.mul(maps[:, 0], maps[:, 0], out=maps[:, 2])
+    torch.mul(maps[:, 1], maps[:, 1], out=maps[:, 3])
+    m = _blur_valid(maps.view(n * 4, h, w)).view(n, 4, h - 2 * RADIUS, w - 2 * RADIUS)
+    mu, mv, euu, evv = m.unbind(1)
+    vu = euu.sub_(mu * mu).mul_(cov_norm)
+    vv = evv.sub_(mv * mv).mul_(cov_norm)
+    big_u = mu.add_(2 * (c + offset)).square_()
+    mv2 = mv.square_()
+    c1 = 2 * (K1 * data_range) ** 2
+    c2 = 2 * (K2 * data_range) ** 2
+    num = (big_u - mv2).add_(c1).mul_((vu - vv).add_(c2))
+    den = big_u.add_(mv2).add_(c1).mul_(vu.add_(vv).add_(c2))
     return num.div_(den)
 
 
@@ -233,12 +268,11 @@ def psnr_ssim(
     if region not in REGIONS:
         raise ValueError(f"unknown region {region!r}; choose one of {REGIONS}")
     coeffs, offset, data_range, cov_norm = _params(convention)
-    sr_b, hr_b = _as_batch(sr, "sr"), _as_batch(hr, "hr")
-    if sr_b.shape != hr_b.shape:
-        raise ValueError(f"sr {tuple(sr_b.shape)} and hr {tuple(hr_b.shape)} differ in shape")
-    device = sr_b.device
-    hr_b = hr_b.to(device)
-    n, _, h, w = sr_b.shape
+    sr_shape, hr_shape = _shape(sr, "sr"), _shape(hr, "hr")
+    if sr_shape != hr_shape:
+        raise ValueError(f"sr {sr_shape} and hr {hr_shape} differ in size (N, H, W)")
+    device = sr.device if isinstance(sr, torch.Tensor) else torch.device("cpu")
+    n, h, w = sr_shape
     if region == "face":
         if boxes is None:
             raise ValueError("region='face' needs the face boxes (N×4 x0, y0, x1, y1)")
@@ -251,14 +285,16 @@ def psnr_ssim(
     if bool(small.any()):
         bad = torch.nonzero(small).flatten().tolist()[:5]
         raise ValueError(f"face regions smaller than the {WIN}×{WIN} SSIM window at images {bad}")
-    weights = (torch.tensor(coeffs, dtype=torch.float64) / 255).float().to(device).view(1, 3, 1, 1)
     psnrs, ssims = [], []
     for s in range(0, n, CHUNK):
         r0, r1, c0, c1 = reg[s : s + CHUNK].unbind(1)
+        # Only the union of the chunk's regions is needed: crop to it (maps, filter, sums shrink).
+        top, bottom, left, right = int(r0.min()), int(r1.max()), int(c0.min()), int(c1.max())
+        r0, r1, c0, c1 = r0 - top, r1 - top, c0 - left, c1 - left
         # Signals without the offset (it cancels in PSNR and is added back inside SSIM's means).
-        x = (_levels(sr_b[s : s + CHUNK]) * weights).sum(1)
-        y = (_levels(hr_b[s : s + CHUNK]) * weights).sum(1)
-        mse = _region_mean((x - y) ** 2, r0, r1, c0, c1)
+        x = _signal(_levels(_crop(sr[s : s + CHUNK], top, bottom, left, right), "sr").to(device), coeffs)
+        y = _signal(_levels(_crop(hr[s : s + CHUNK], top, bottom, left, right), "hr").to(device), coeffs)
+        mse = _region_mean((x - y).square_(), r0, r1, c0, c1)
         psnrs.append(10 * torch.log10(data_range**2 / mse))
         smap = _ssim_maps(x, y, offset, data_range, cov_norm)
         ssims.append(_region_mean(smap, r0, r1 - 2 * RADIUS, c0, c1 - 2 * RADIUS))

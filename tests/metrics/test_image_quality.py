@@ -100,7 +100,7 @@ def test_variable_boxes_in_one_batch_equal_one_by_one(common_faces, degraded):
     batch = iq.psnr_ssim(sr, hr, boxes)
     for i in range(6):
         one = iq.psnr_ssim(sr[i : i + 1], hr[i : i + 1], boxes[i : i + 1])
-        assert torch.allclose(one["psnr"], batch["psnr"][i : i + 1], rtol=0, atol=1e-9)
+        assert torch.allclose(one["psnr"], batch["psnr"][i : i + 1], rtol=0, atol=1e-5)
         assert torch.allclose(one["ssim"], batch["ssim"][i : i + 1], rtol=0, atol=1e-6)
     ref_psnr, ref_ssim = _skimage(degraded["blur"][:6], common_faces.hr[:6], boxes, "face")
     assert np.abs(batch["psnr"].numpy() - ref_psnr).max() < 1e-3
