@@ -546,7 +546,7 @@ def to_latex(table: Table) -> str:
         environment="table",
     )
     notes = footnotes(table, LATEX)
-    block = "\\par\\smallskip\n{\\footnotesize\n" + "\\\\\n".join(notes) + "\\par}\n" if notes else ""
+    block = "\\par\\smallskip\n{\\footnotesize\\raggedright\n" + "\\\\\n".join(notes) + "\\par}\n" if notes else ""
     head, sep, tail = tex.rpartition("\\end{tabular}\n")
     return head + sep + block + tail
 
