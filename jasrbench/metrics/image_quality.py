@@ -67,13 +67,19 @@ Implementation
     SSIM map after discarding ``(11 − 1) // 2 = 5`` pixels at each border of the
     crop, i.e. exactly the windows lying fully inside the crop, so the
     per-image SSIM is the mean of the valid map over the box shrunk by 5 pixels
-    (a mask), with no Python loop over images and boxes of any size in one
+    (row/column masks), with no Python loop over images and boxes of any size in one
     batch. Each chunk of images is first cropped to the union of its regions.
     Four maps are filtered, not five (see ``_ssim_maps``), in float32, on
     signals centred on each image's HR mean (removes the cancellation in
     ``E[x²] − μ²``); region sums are ``rowsᵀ · map · cols`` products, final
     divisions float64. Agreement with skimage on real faces: ~1e-6 (SSIM) and
     ~1e-6 dB (PSNR). PSNR of identical regions is ``+inf`` (as skimage).
+
+Speed (``benchmarks/bench_metrics.py``; 554 faces of 128², shared 2-core CPU,
+one torch thread): ~0.2 s for PSNR+SSIM of all faces, 1.5–2× faster than the
+per-image scikit-image loop (~0.36 s). On CPU the Gaussian filter costs the
+same in both (the loop's scipy filter is already compiled code); batching pays
+on a GPU, where the whole evaluation is a handful of kernels.
 """
 
 from __future__ import annotations
@@ -83,7 +89,6 @@ from typing import Literal
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 Convention = Literal["standard", "jasrnet-code"]
 Region = Literal["face", "image"]
