@@ -36,7 +36,13 @@ Measured with dlib on ``verify/`` (10 folds, 1,200 pairs): this window on the
 HR crops 95.25 ± 2.4%; the whole 1.3× crop (``window=None``) 85.3% (the face
 is then smaller and higher than in dlib's training chips); dlib's own per-photo
 detection + rotation-aligned chips on the original 250-px photos 95.75 ± 2.1%,
-so the fixed window loses about half a point against per-image alignment.
+so the fixed window loses about half a point against per-image alignment;
+bicubic ×8 (16×16 → 128×128) through the same window 75.75 ± 4.3%. The
+facenet window could not be checked for accuracy here (no VGGFace2 weights
+offline). The windows assume the suite's crop rule; for other crops pass
+``window=None`` (the whole crop) or a :class:`Window` of your own.
+
+The recognizers:
 
 - ``facenet``: facenet-pytorch's ``InceptionResnetV1`` with VGGFace2 weights;
   window → 160×160, then facenet's fixed standardization ``(x·255 − 127.5) / 128``;
