@@ -121,20 +121,29 @@ class GridColumn:
     captions: Sequence[str] | None = None  # one short text per face (e.g. its PSNR)
 
 
-GRID_LEFT, GRID_TOP, GRID_BOTTOM, GRID_GAP = 0.22, 0.30, 0.05, 0.03  # inches
+GRID_LEFT, GRID_TOP, GRID_BOTTOM, GRID_GAP, GRID_RIGHT = 0.22, 0.30, 0.05, 0.03, 0.02  # inches
+GRID_MAX_PANEL = 1.25  # inches: few columns make a narrower figure, not giant faces
+
+
+def grid_panel(n_cols: int) -> float:
+    """Side of one square panel: the columns fill ``FIG_WIDTH``, up to ``GRID_MAX_PANEL`` each."""
+    return min(GRID_MAX_PANEL, (FIG_WIDTH - GRID_LEFT - GRID_RIGHT - GRID_GAP * (n_cols - 1)) / n_cols)
 
 
 def grid_figsize(n_rows: int, n_cols: int) -> tuple[float, float]:
-    """Size of the comparison grid: square panels filling ``FIG_WIDTH``."""
-    panel = (FIG_WIDTH - GRID_LEFT - GRID_GAP * (n_cols - 1) - 0.02) / n_cols
-    return FIG_WIDTH, GRID_TOP + GRID_BOTTOM + n_rows * panel + GRID_GAP * (n_rows - 1)
+    """Size of the comparison grid (inches)."""
+    panel = grid_panel(n_cols)
+    return (GRID_LEFT + GRID_RIGHT + n_cols * panel + GRID_GAP * (n_cols - 1),
+            GRID_TOP + GRID_BOTTOM + n_rows * panel + GRID_GAP * (n_rows - 1))
 
 
 def comparison_grid(columns: Sequence[GridColumn], row_labels: Sequence[str], stem: str | Path) -> list[Path]:
     """Rows = faces, columns = LR / bicubic / each model / HR, landmarks overlaid; PNG + PDF."""
     n_rows, n_cols = len(row_labels), len(columns)
     width, height = grid_figsize(n_rows, n_cols)
-    panel = (height - GRID_TOP - GRID_BOTTOM - GRID_GAP * (n_rows - 1)) / n_rows
+    panel = grid_panel(n_cols)
+    marker = 2.5 * panel**2  # points²: ~0.9 on the 0.6-inch panels of a full grid
+    caption_size = 5 if panel < 0.8 else 6
     with plt.rc_context(_RC):
         fig = plt.figure(figsize=(width, height))
         for j, col in enumerate(columns):
@@ -154,9 +163,10 @@ def comparison_grid(columns: Sequence[GridColumn], row_labels: Sequence[str], st
                     spine.set_linewidth(0.4)
                 if col.points is not None:
                     pts = col.points[i]
-                    ax.scatter(pts[:, 0], pts[:, 1], s=0.9, c=col.colour, linewidths=0)
+                    ax.scatter(pts[:, 0], pts[:, 1], s=marker, c=col.colour, linewidths=0)
                 if col.captions is not None and col.captions[i]:
-                    text = ax.text(3, 124, col.captions[i], color="white", fontsize=5, va="bottom", ha="left")
+                    text = ax.text(3, 124, col.captions[i], color="white", fontsize=caption_size, va="bottom",
+                                   ha="left")
                     text.set_path_effects([path_effects.withStroke(linewidth=1.2, foreground="black")])
                 if i == 0:
                     ax.set_title(col.label, fontsize=7, pad=2)
