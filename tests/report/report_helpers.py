@@ -32,7 +32,6 @@ from jasrbench import config
 from jasrbench.paths import REPO_ROOT
 
 PROFILE = "smoke"
-TRAINED = ("jasrnet", "jasrnet_bl_sr", "jasrnet_bl_align")
 LOGGED = ("jasrnet_bl_sr", "jasrnet_bl_align")  # the runs the MLflow test looks for
 LFW_PAIRS_PER_FOLD = 1  # 20 pairs: verification (dlib) dominates the tree's evaluation time
 
