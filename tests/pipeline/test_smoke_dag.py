@@ -1,0 +1,185 @@
+"""The smoke DAG end to end on a fresh copy of the repository (issue 5 item 6, issue 6's gate).
+
+The copy holds exactly what a clone holds (tracked and untracked-not-ignored
+files), with ``../shared/datasets`` beside it pointing at the real test data,
+and runs this checkout's code (``PYTHONPATH``). ``dvc repro`` must finish; every
+declared output must exist; every metric must be finite and in range; a second
+``dvc repro`` must do nothing; a forced rerun must give an identical
+``metrics.json``; changing one model's params must retrain only that model;
+and the regression gate must pass against ``results/smoke/expected.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import yaml
+
+from jasrbench import config
+from jasrbench.paths import REPO_ROOT
+
+pytestmark = pytest.mark.slow
+
+RANGES = {  # metric prefix → (low, high) plausible for any model, trained or not
+    "psnr": (3.0, 60.0), "ssim": (-0.2, 1.0), "nme": (0.0, 1000.0), "auc": (0.0, 1.0),
+    "failure_rate": (0.0, 1.0), "acc": (0.0, 100.0), "roc_auc": (0.0, 1.0),
+}
+
+
+def _run(cmd: list[str], env: dict, cwd: Path, timeout: int = 3600) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+
+
+def _copy_checkout(dest: Path) -> None:
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=REPO_ROOT,
+                           capture_output=True, check=True).stdout.decode().split("\0")
+    for name in filter(None, files):
+        src = REPO_ROOT / name
+        if src.is_file():
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / name)
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory, data_root):
+    base = tmp_path_factory.mktemp("smoke")
+    repo = base / "repo"
+    repo.mkdir()
+    _copy_checkout(repo)
+    (base / "shared").mkdir()
+    (base / "shared" / "datasets").symlink_to(data_root, target_is_directory=True)
+    env = dict(os.environ)
+    env.update({
+        "PYTHONPATH": str(repo), "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
+        "JASRBENCH_TEST_DATA": str(data_root), "GIT_AUTHOR_NAME": "ci", "GIT_AUTHOR_EMAIL": "ci@localhost",
+        "GIT_COMMITTER_NAME": "ci", "GIT_COMMITTER_EMAIL": "ci@localhost",
+    })
+    env.pop("MLFLOW_TRACKING_URI", None)  # the copy's own mlflow.db
+    env.pop("JASRBENCH_MLFLOW", None)
+    for cmd in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-qm", "snapshot"]):
+        subprocess.run(cmd, cwd=repo, env=env, check=True, capture_output=True)
+    use = _run([sys.executable, "-m", "jasrbench.cli", "profile", "use", "smoke"], env, repo)
+    assert use.returncode == 0, use.stderr
+    start = time.monotonic()
+    repro = _run(["dvc", "repro"], env, repo)
+    seconds = time.monotonic() - start
+    assert repro.returncode == 0, (repro.stdout[-4000:], repro.stderr[-4000:])
+    print(f"\nsmoke DAG: {seconds:.0f} s")
+    return SimpleNamespace(repo=repo, env=env, log=repro.stdout + repro.stderr, seconds=seconds,
+                           params=config.load_params(repo / "params.yaml"))
+
+
+def _metrics(repo: Path) -> dict:
+    return json.loads((repo / "results" / "smoke" / "metrics.json").read_text())
+
+
+def test_every_declared_output_exists(smoke):
+    dag = config.derive_dag(smoke.params)
+    for item in dag["train"].values():
+        for name in ("model.pt", "last.pt"):
+            assert (smoke.repo / item["out"] / name).is_file(), (item["out"], name)
+        for name in ("history.csv", "train.json", "samples.png"):
+            assert (smoke.repo / item["results"] / name).is_file(), (item["results"], name)
+    for item in [*dag["evaluate"].values(), *dag["evaluate_untrained"].values()]:
+        for name in ("summary.json", "per_image.csv", "ced.csv"):
+            assert (smoke.repo / item["out"] / name).is_file(), (item["out"], name)
+    for dataset in dag["prepare"]:
+        assert (smoke.repo / "datasets" / "prepared" / dataset / "summary.json").is_file()
+    assert (smoke.repo / "mlflow.db").is_file()
+
+
+def test_metrics_are_complete_finite_and_in_range(smoke):
+    merged = _metrics(smoke.repo)
+    models = merged["models"]
+    from jasrbench.models import build
+
+    assert set(models) == set(smoke.params["models"])
+    for name, splits in models.items():
+        arch = config.model_entry(smoke.params, name)["arch"]
+        model = build(arch, **config.model_entry(smoke.params, name)["overrides"])
+        common = splits["300w/common"]
+        assert common["available"], name
+        if model.predicts_sr:
+            assert {"psnr", "ssim"} <= set(common), name
+        if model.predicts_landmarks:
+            assert {"nme", "auc_0.08", "failure_rate_0.08"} <= set(common), name
+        for split, entry in splits.items():
+            for metric, value in entry.items():
+                if not isinstance(value, dict):
+                    continue
+                low, high = next(r for p, r in sorted(RANGES.items(), key=lambda kv: -len(kv[0])) if metric.startswith(p))
+                assert math.isfinite(value["mean"]) and low <= value["mean"] <= high, (name, split, metric, value)
+    assert models["bicubic"]["300w/challenge"]["available"] is False
+    assert "ibug" in models["bicubic"]["300w/challenge"]["reason"]
+    lfw = models["bicubic"]["lfw/test"]
+    assert len(lfw["acc"]["folds"]) == 10 and "acc_hr" in lfw
+    assert "not LFW" in merged["stand_in"]["lfw"]
+
+
+def test_regression_gate_passes_against_the_committed_expectations(smoke):
+    expected = REPO_ROOT / "results" / "smoke" / "expected.json"
+    gate = _run([sys.executable, "-m", "jasrbench.cli", "check", "--expected", str(expected),
+                 "--actual", str(smoke.repo / "results" / "smoke" / "metrics.json")], smoke.env, smoke.repo)
+    assert gate.returncode == 0, gate.stdout + gate.stderr
+
+
+def test_regression_gate_fails_when_a_model_gets_worse(smoke, tmp_path):
+    """Make JASRNet worse on purpose (its expected PSNR raised by 1 dB): the gate fails and names it."""
+    expected = _metrics(smoke.repo)
+    expected["models"]["jasrnet"]["300w/common"]["psnr"]["mean"] += 1.0
+    path = tmp_path / "expected.json"
+    path.write_text(json.dumps(expected))
+    gate = _run([sys.executable, "-m", "jasrbench.cli", "check", "--expected", str(path),
+                 "--actual", str(smoke.repo / "results" / "smoke" / "metrics.json")], smoke.env, smoke.repo)
+    assert gate.returncode == 1
+    assert "REGRESSION jasrnet / 300w/common / psnr" in gate.stdout
+
+
+def test_dvc_metrics_and_plots(smoke):
+    shown = _run(["dvc", "metrics", "show", "--json"], smoke.env, smoke.repo)
+    assert shown.returncode == 0, shown.stderr
+    assert "results/smoke/metrics.json" in shown.stdout
+    plots = _run(["dvc", "plots", "show", "--json"], smoke.env, smoke.repo)
+    assert plots.returncode == 0, plots.stderr
+    assert "history.csv" in plots.stdout and "ced.csv" in plots.stdout
+
+
+def test_second_repro_does_nothing(smoke):
+    status = _run(["dvc", "status"], smoke.env, smoke.repo)
+    assert "Data and pipelines are up to date." in status.stdout, status.stdout
+    again = _run(["dvc", "repro"], smoke.env, smoke.repo)
+    assert again.returncode == 0 and "Running stage" not in again.stdout, again.stdout[-3000:]
+
+
+def test_changing_one_models_params_retrains_only_that_model(smoke):
+    params_file = smoke.repo / "params.yaml"
+    original = params_file.read_text()
+    try:
+        params = yaml.safe_load(original)
+        params["models"]["vdsr"]["overrides"]["depth"] += 1
+        params_file.write_text(yaml.safe_dump(params, sort_keys=False))
+        status = _run(["dvc", "status", "--json"], smoke.env, smoke.repo)
+        assert status.returncode == 0, status.stderr
+        changed = set(json.loads(status.stdout))
+        assert "train@vdsr-300w" in changed
+        assert {s for s in changed if s.startswith("train@")} == {"train@vdsr-300w"}
+        assert not {s for s in changed if s.startswith("evaluate") and "vdsr" not in s}
+    finally:
+        params_file.write_text(original)
+
+
+def test_a_second_run_with_the_same_seed_gives_identical_metrics(smoke):
+    """Runs last: a forced rerun of the whole DAG must reproduce metrics.json byte for byte (CPU)."""
+    first = (smoke.repo / "results" / "smoke" / "metrics.json").read_bytes()
+    rerun = _run(["dvc", "repro", "--force"], smoke.env, smoke.repo)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert (smoke.repo / "results" / "smoke" / "metrics.json").read_bytes() == first
