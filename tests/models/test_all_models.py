@@ -23,26 +23,10 @@ from jasrbench.data.crop import crop_face
 from jasrbench.data.images import load_rgb
 from jasrbench.data.landmarks import landmark_box, read_pts
 from jasrbench.models import FaceModel, ModelOutput, available, build, spec
+from small_widths import SMALL
 
 NAMES = available()
 BATCH = 2
-
-# Small widths for the forward/backward checks (structure kept, channels/depths cut).
-SMALL: dict[str, dict] = {
-    "bicubic": {},
-    "vdsr": dict(n_feats=8, depth=5),
-    "edsr": dict(n_feats=8, n_blocks=2),
-    "edsr_paper": dict(n_feats=8, n_blocks=2),
-    "srresnet": dict(n_feats=8, n_blocks=2),
-    "urdgn": dict(widths=(16, 8, 8, 8)),
-    "tdae": dict(widths=(16, 8, 8, 8), code_channels=4, loc_feats=4),
-    "fsrnet": dict(n_feats=8, prior_feats=8, coarse_blocks=1, encoder_blocks=1, decoder_blocks=1, hg_depth=2),
-    "superfan": dict(n_feats=8, n_blocks=(1, 1, 1, 1), fan_feats=16, fan_depth=2),
-    "cpm": dict(vgg_widths=(8, 8, 8, 8), n_feats=8, stage1_feats=8),
-}
-for _name in NAMES:  # JASRNet and its ablations: 8 features, 1/8 of the shared blocks
-    if _name.startswith("jasrnet"):
-        SMALL[_name] = dict(n_feats=8, n_shared_blocks=max(1, spec(_name).defaults.get("n_shared_blocks", 32) // 8))
 
 
 def build_small(name: str, seed: int = 0) -> FaceModel:

@@ -1,0 +1,21 @@
+"""Small widths of every registered model, for fast forward/backward checks (structure kept, channels/depths cut)."""
+
+from __future__ import annotations
+
+from jasrbench.models import available, spec
+
+SMALL: dict[str, dict] = {
+    "bicubic": {},
+    "vdsr": dict(n_feats=8, depth=5),
+    "edsr": dict(n_feats=8, n_blocks=2),
+    "edsr_paper": dict(n_feats=8, n_blocks=2),
+    "srresnet": dict(n_feats=8, n_blocks=2),
+    "urdgn": dict(widths=(16, 8, 8, 8)),
+    "tdae": dict(widths=(16, 8, 8, 8), code_channels=4, loc_feats=4),
+    "fsrnet": dict(n_feats=8, prior_feats=8, coarse_blocks=1, encoder_blocks=1, decoder_blocks=1, hg_depth=2),
+    "superfan": dict(n_feats=8, n_blocks=(1, 1, 1, 1), fan_feats=16, fan_depth=2),
+    "cpm": dict(vgg_widths=(8, 8, 8, 8), n_feats=8, stage1_feats=8),
+}
+for _name in available():  # JASRNet and its ablations: 8 features, 1/8 of the shared blocks
+    if _name.startswith("jasrnet"):
+        SMALL[_name] = dict(n_feats=8, n_shared_blocks=max(1, spec(_name).defaults.get("n_shared_blocks", 32) // 8))
