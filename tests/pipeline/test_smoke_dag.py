@@ -3,7 +3,8 @@
 The copy holds exactly what a clone holds (tracked and untracked-not-ignored
 files), with ``../shared/datasets`` beside it pointing at the real test data,
 and runs this checkout's code (``PYTHONPATH``). ``dvc repro`` must finish; every
-declared output must exist; every metric must be finite and in range; a second
+declared output must exist; every metric must be finite and in range; the
+paper's tables must hold every row and compile; a second
 ``dvc repro`` must do nothing; a forced rerun must give an identical
 ``metrics.json``; changing one model's params must retrain only that model;
 and the regression gate must pass against ``results/smoke/expected.json``.
@@ -23,9 +24,11 @@ from types import SimpleNamespace
 
 import pytest
 import yaml
+from latex_checks import compile_problems, pdflatex_available, structure_problems
 
 from jasrbench import config
 from jasrbench.paths import REPO_ROOT
+from jasrbench.report import paper
 
 pytestmark = pytest.mark.slow
 
@@ -123,6 +126,22 @@ def test_metrics_are_complete_finite_and_in_range(smoke):
     lfw = models["bicubic"]["lfw/test"]
     assert len(lfw["acc"]["folds"]) == 10 and "acc_hr" in lfw
     assert "not LFW" in merged["stand_in"]["lfw"]
+
+
+def test_report_tables_and_figures(smoke, tmp_path):
+    """The paper's tables hold every model row and compile (pdflatex where installed, structure always)."""
+    out = smoke.repo / "results" / "smoke"
+    for spec in paper.TABLES:
+        for suffix in ("tex", "csv", "md"):
+            assert (out / "tables" / f"{spec.name}.{suffix}").is_file(), (spec.name, suffix)
+        tex = (out / "tables" / f"{spec.name}.tex").read_text()
+        assert structure_problems(tex, spec) == [], spec.name
+        if pdflatex_available():
+            assert compile_problems(out / "tables" / f"{spec.name}.tex", tmp_path) is None
+    figures = {p.name for p in (out / "figures").iterdir()}
+    assert any(n.endswith(".png") for n in figures) and any(n.endswith(".pdf") for n in figures)
+    readme = (out / "README.md").read_text()
+    assert "smoke" in readme and "not LFW" in readme
 
 
 def test_regression_gate_passes_against_the_committed_expectations(smoke):

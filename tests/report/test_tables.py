@@ -4,27 +4,17 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
-import subprocess
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from latex_checks import compile_problems, latex_rows, pdflatex_available, structure_problems
+
 from jasrbench.metrics.statistics import paired_test
 from jasrbench.report import paper, tables
 
 PAPER_TABLES = [spec.name for spec in paper.TABLES]
-
-
-def latex_rows(tex: str) -> dict[str, list[str]]:
-    """Row label → cells of the tabular body (between \\midrule and \\bottomrule)."""
-    body = tex.split("\\midrule\n", 1)[1].split("\\bottomrule", 1)[0]
-    rows = {}
-    for line in body.strip().splitlines():
-        cells = [c.strip() for c in line.rstrip().removesuffix("\\\\").split(" & ")]
-        rows[cells[0]] = cells[1:]
-    return rows
 
 
 def latex_footnotes(tex: str) -> dict[str, str]:
@@ -215,65 +205,24 @@ def test_cost_table_from_the_benchmark_csv(outputs, results_tree):
     assert pd.isna(bicubic["ours"]) and bicubic["note"] == "no learned parameters"
 
 
-def _structure_problems(tex: str, spec: paper.PaperTable | None) -> list[str]:
-    problems = []
-    for env in ("table", "tabular"):
-        if tex.count(f"\\begin{{{env}}}") != 1 or tex.count(f"\\end{{{env}}}") != 1:
-            problems.append(f"{env} environment not opened and closed once")
-    positions = [tex.find(m) for m in ("\\begin{table}", "\\begin{tabular}", "\\end{tabular}", "\\end{table}")]
-    if -1 in positions or positions != sorted(positions):
-        problems.append("environments missing or out of order")
-    for rule in ("\\toprule", "\\midrule", "\\bottomrule"):
-        if tex.count(rule) != 1:
-            problems.append(f"{rule} ×{tex.count(rule)}")
-    depth = 0
-    for ch in re.sub(r"\\[{}]", "", tex):
-        depth += {"{": 1, "}": -1}.get(ch, 0)
-        if depth < 0:
-            problems.append("unbalanced braces")
-            break
-    if depth:
-        problems.append("unbalanced braces")
-    if tex.count("$") % 2:
-        problems.append("unbalanced $")
-    n_cols = len(re.search(r"\\begin\{tabular\}\{([lrc]+)\}", tex).group(1))
-    for label, cells in latex_rows(tex).items():
-        if len(cells) + 1 != n_cols:
-            problems.append(f"row {label}: {len(cells) + 1} cells for {n_cols} columns")
-    if spec is not None:
-        missing = [r.label for r in spec.rows if tables._escape_latex(r.label) not in latex_rows(tex)]
-        if missing:
-            problems.append(f"rows missing: {missing}")
-    return problems
-
-
 def test_latex_tables_compile_or_are_well_formed(results_tree, tmp_path):
     """Structure always; and, where pdflatex is installed, each table compiled in a minimal booktabs document."""
     specs = {spec.name: spec for spec in paper.TABLES}
     for name in [*PAPER_TABLES, "costs"]:
         tex = (results_tree.tables / f"{name}.tex").read_text()
-        assert _structure_problems(tex, specs.get(name)) == [], name
-    if shutil.which("pdflatex") is None:
+        assert structure_problems(tex, specs.get(name)) == [], name
+    if not pdflatex_available():
         pytest.skip("pdflatex not installed: structure checked, compilation not")  # see README (tests and CI)
     for name in [*PAPER_TABLES, "costs"]:
-        doc = tmp_path / f"{name}_doc.tex"
-        doc.write_text("\\documentclass{article}\n\\usepackage{booktabs}\n"
-                       "\\usepackage[margin=1cm,landscape]{geometry}\n\\begin{document}\n"
-                       f"\\input{{{results_tree.tables / name}.tex}}\n\\end{{document}}\n")
-        run = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", doc.name], cwd=tmp_path,
-                             capture_output=True, text=True, timeout=120)
-        assert run.returncode == 0, f"{name}.tex does not compile:\n{run.stdout[-3000:]}"
-        log = (tmp_path / f"{name}_doc.log").read_text(errors="replace")
-        assert "Missing character" not in log and "Undefined control sequence" not in log, name
-        assert (tmp_path / f"{name}_doc.pdf").stat().st_size > 1000
+        assert compile_problems(results_tree.tables / f"{name}.tex", tmp_path) is None
 
 
 def test_malformed_latex_is_caught_by_the_structure_check(results_tree):
     tex = (results_tree.tables / "table1.tex").read_text()
     spec = paper.TABLES[0]
-    assert _structure_problems(tex.replace("\\bottomrule\n", ""), spec)
-    assert _structure_problems(tex.replace("JASRNet &", "JASRNet-x &"), spec)
-    assert _structure_problems(tex.replace("\\end{tabular}", ""), spec)
+    assert structure_problems(tex.replace("\\bottomrule\n", ""), spec)
+    assert structure_problems(tex.replace("JASRNet &", "JASRNet-x &"), spec)
+    assert structure_problems(tex.replace("\\end{tabular}", ""), spec)
 
 
 # --- table logic on hand-made results (no training) -----------------------------------------------------
