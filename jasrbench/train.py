@@ -81,6 +81,11 @@ class TrainConfig:
     checkpoint_every: int
     eval_batch_size: int
     device: str
+    # Optional GAN/perceptual terms (jasrbench.models.adversarial); 0 = off, as in the paper.
+    adversarial_weight: float = 0.0
+    perceptual_weight: float = 0.0
+    perceptual_layer: str = "relu5_4"
+    discriminator_width: int = 64
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
@@ -98,6 +103,9 @@ class TrainConfig:
         d.setdefault("max_faces", None)
         try:
             # YAML 1.1 reads "1e-3" (no dot) as a string: coerce the numbers explicitly.
+            for key in ("adversarial_weight", "perceptual_weight"):
+                d[key] = float(d.get(key, 0.0))
+            d["discriminator_width"] = int(d.get("discriminator_width", 64))
             for key in ("lr", "weight_decay", "gamma", "copies_per_epoch"):
                 d[key] = float(d[key])
             for key in ("epochs", "batch_size", "val_faces", "checkpoint_every", "eval_batch_size"):
@@ -222,6 +230,74 @@ def selection_key(model: FaceModel, select: str) -> tuple[str, int]:
     raise ConfigError(f"train.select must be auto, psnr or nme, got {select!r}")
 
 
+# --- optional adversarial / perceptual terms ---------------------------------------------------------
+class ExtraTerms:
+    """The GAN and perceptual terms a profile may add to any SR model's own loss (off by default).
+
+    Owns the discriminator and its Adam optimizer (same lr, betas and schedule as the model's),
+    and the frozen VGG; :meth:`add` extends the model's losses, :meth:`discriminator_step`
+    trains the discriminator on (HR, detached SR) after each generator step.
+    """
+
+    def __init__(self, cfg: TrainConfig, model: FaceModel, dev: torch.device):
+        from .models import adversarial
+
+        self.cfg, self.adv = cfg, adversarial
+        self.disc = self.disc_opt = self.disc_sched = self.perceptual = None
+        wants = cfg.adversarial_weight > 0 or cfg.perceptual_weight > 0
+        if wants and not model.predicts_sr:
+            raise ConfigError(f"adversarial/perceptual terms need an SR model; {type(model).__name__} "
+                              "is alignment-only here")
+        if cfg.adversarial_weight > 0:
+            self.disc = adversarial.Discriminator(cfg.discriminator_width).to(dev).to(memory_format=torch.channels_last)
+            self.disc_opt = torch.optim.Adam(self.disc.parameters(), lr=cfg.lr, betas=cfg.betas)
+            self.disc_sched = torch.optim.lr_scheduler.MultiStepLR(self.disc_opt, cfg.milestones, cfg.gamma)
+        if cfg.perceptual_weight > 0:
+            self.perceptual = adversarial.PerceptualLoss(cfg.perceptual_layer).to(dev)
+
+    @property
+    def active(self) -> bool:
+        return self.disc is not None or self.perceptual is not None
+
+    def add(self, losses: dict[str, torch.Tensor], sr: torch.Tensor, hr: torch.Tensor) -> dict[str, torch.Tensor]:
+        if self.perceptual is not None:
+            losses["perceptual"] = self.perceptual(sr, hr)
+            losses["total"] = losses["total"] + self.cfg.perceptual_weight * losses["perceptual"]
+        if self.disc is not None:
+            for p in self.disc.parameters():
+                p.requires_grad_(False)
+            losses["adversarial"] = self.adv.generator_adversarial_loss(self.disc(sr))
+            for p in self.disc.parameters():
+                p.requires_grad_(True)
+            losses["total"] = losses["total"] + self.cfg.adversarial_weight * losses["adversarial"]
+        return losses
+
+    def discriminator_step(self, sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor | None:
+        if self.disc is None:
+            return None
+        loss = self.adv.discriminator_loss(self.disc(hr), self.disc(sr.detach()))
+        self.disc_opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.disc_opt.step()
+        return loss.detach()
+
+    def state_dict(self) -> dict[str, Any] | None:
+        if self.disc is None:
+            return None
+        return {"model": self.disc.state_dict(), "optimizer": self.disc_opt.state_dict(),
+                "scheduler": self.disc_sched.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any] | None) -> None:
+        if self.disc is not None and state is not None:
+            self.disc.load_state_dict(state["model"])
+            self.disc_opt.load_state_dict(state["optimizer"])
+            self.disc_sched.load_state_dict(state["scheduler"])
+
+    def epoch_done(self) -> None:
+        if self.disc_sched is not None:
+            self.disc_sched.step()
+
+
 # --- one step ---------------------------------------------------------------------------------------
 def training_batch(data: PreparedSplit, idx: np.ndarray, augment: AugmentConfig, gen: torch.Generator,
                    mirror: torch.Tensor | None, dev: torch.device) -> dict[str, torch.Tensor]:
@@ -233,11 +309,20 @@ def training_batch(data: PreparedSplit, idx: np.ndarray, augment: AugmentConfig,
     return {"lr": degrade.make_lr(hr), "hr": hr, "landmarks": pts, "visible": vis}
 
 
-def forward_loss(model: FaceModel, batch: dict[str, torch.Tensor], dev: torch.device) -> dict[str, torch.Tensor]:
-    """The model's losses on a batch: channels_last input, bf16 autocast on CUDA (loss in fp32)."""
+def forward_loss(model: FaceModel, batch: dict[str, torch.Tensor], dev: torch.device,
+                 extra: ExtraTerms | None = None) -> dict[str, torch.Tensor]:
+    """The model's losses on a batch: channels_last input, bf16 autocast on CUDA (loss in fp32).
+
+    With ``extra`` active, the perceptual/adversarial terms are added and the SR
+    output is returned under ``"sr_output"`` for the discriminator step.
+    """
     with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
         out = model(batch["lr"].contiguous(memory_format=torch.channels_last))
-    return model.loss(out, batch)
+    losses = model.loss(out, batch)
+    if extra is not None and extra.active:
+        losses = extra.add(losses, out.sr.float(), batch["hr"])
+        losses["sr_output"] = out.sr.float()
+    return losses
 
 
 # --- the loop ---------------------------------------------------------------------------------------
@@ -287,6 +372,7 @@ def train(
     model = model.to(dev).to(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=cfg.milestones, gamma=cfg.gamma)
+    extra = ExtraTerms(cfg, model, dev)
     n_params = sum(p.numel() for p in model.parameters())
 
     run_config = {
@@ -299,7 +385,12 @@ def train(
     metric_key, sign = selection_key(model, cfg.select)
 
     start_epoch, start_step, history, best, partial = 0, 0, [], None, None
-    sums, seen = {"total": 0.0, "sr": 0.0, "heatmap": 0.0}, 0
+    loss_keys = ["total", "sr", "heatmap"]
+    if extra.perceptual is not None:
+        loss_keys.append("perceptual")
+    if extra.disc is not None:
+        loss_keys += ["adversarial", "discriminator"]
+    sums, seen = dict.fromkeys(loss_keys, 0.0), 0
     last_path, best_path = out_dir / "last.pt", out_dir / "model.pt"
     if resume and last_path.is_file():
         state = torch.load(last_path, map_location="cpu", weights_only=True)
@@ -307,6 +398,7 @@ def train(
             model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
             scheduler.load_state_dict(state["scheduler"])
+            extra.load_state_dict(state.get("extra"))
             torch.set_rng_state(state["rng_cpu"])
             if dev.type == "cuda" and state.get("rng_cuda") is not None:
                 torch.cuda.set_rng_state(state["rng_cuda"])
@@ -324,6 +416,7 @@ def train(
             "rng_cpu": torch.get_rng_state(), "rng_cuda": torch.cuda.get_rng_state() if dev.type == "cuda" else None,
             "epoch": epoch, "step": step, "history": history, "best": best,
             "partial": {"sums": dict(sums), "seen": seen} if step else None,
+            "extra": extra.state_dict(),
         }
 
     def best_payload(epoch: int, metrics: dict[str, float]) -> dict[str, Any]:
@@ -344,7 +437,7 @@ def train(
             order = torch.cat([torch.randperm(len(train_idx), generator=generator(seed, epoch, c))
                                for c in range(math.ceil(cfg.copies_per_epoch))])
             model.train()
-            sums = {"total": 0.0, "sr": 0.0, "heatmap": 0.0}
+            sums = dict.fromkeys(loss_keys, 0.0)
             seen, ran, t0 = 0, 0, time.perf_counter()
             first = start_step if epoch == start_epoch else 0
             if first and partial:  # the loss sums of the steps done before the interruption
@@ -355,7 +448,7 @@ def train(
                 pick = order[(step * cfg.batch_size + torch.arange(cfg.batch_size)) % len(order)]
                 batch = training_batch(data, train_idx[pick.numpy()], cfg.augment, generator(seed, epoch, step, 1),
                                        mirror_t, dev)
-                losses = forward_loss(model, batch, dev)
+                losses = forward_loss(model, batch, dev, extra)
                 total = losses["total"]
                 if not torch.isfinite(total):
                     raise TrainingDiverged(
@@ -366,6 +459,8 @@ def train(
                 optimizer.zero_grad(set_to_none=True)
                 total.backward()
                 optimizer.step()
+                if extra.disc is not None:
+                    losses["discriminator"] = extra.discriminator_step(losses["sr_output"], batch["hr"])
                 for k in sums:
                     sums[k] += losses[k].detach().item()
                 seen += 1
@@ -380,6 +475,7 @@ def train(
                     save_checkpoint(last_path, resume_state(epoch, step + 1))
             bar.close()
             scheduler.step()
+            extra.epoch_done()
             elapsed = time.perf_counter() - t0
             metrics = validation_metrics(model, val, dev, cfg.eval_batch_size)
             row = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"],

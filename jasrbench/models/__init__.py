@@ -13,7 +13,7 @@ import pkgutil
 from .base import FaceModel, ModelOutput
 from .registry import available, build, register, spec
 
-_NOT_ARCHITECTURES = {"base", "registry", "blocks"}
+_NOT_ARCHITECTURES = {"base", "registry", "blocks", "adversarial"}
 
 for _info in sorted(pkgutil.iter_modules(__path__), key=lambda i: i.name):
     if _info.name not in _NOT_ARCHITECTURES and not _info.name.startswith("_"):
