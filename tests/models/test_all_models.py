@@ -13,17 +13,13 @@ from __future__ import annotations
 import inspect
 import re
 
-import numpy as np
 import pytest
 import torch
 from torch import nn
 
 from jasrbench.data import degrade
-from jasrbench.data.crop import crop_face
-from jasrbench.data.images import load_rgb
-from jasrbench.data.landmarks import landmark_box, read_pts
 from jasrbench.models import FaceModel, ModelOutput, available, build, spec
-from small_widths import SMALL
+from model_helpers import SMALL, with_points
 
 NAMES = available()
 BATCH = 2
@@ -94,37 +90,6 @@ def one_thread():
     torch.set_num_threads(before)
 
 
-@pytest.fixture(scope="module")
-def faces(w300_root) -> dict:
-    """Two real 300W test faces: HR 128×128, LR 16×16, 68 landmarks (HR pixels), all visible."""
-    hrs, points = [], []
-    for stem in ("lfpw/testset/image_0001", "helen/testset/2968560214_1"):
-        image_path = w300_root / f"{stem}.jpg"
-        if not image_path.exists():
-            image_path = sorted((w300_root / stem.rsplit("/", 1)[0]).glob("*.jpg"))[len(hrs)]
-        pts = read_pts(image_path.with_suffix(".pts"))
-        hr, _, mapping = crop_face(load_rgb(image_path), landmark_box(pts))
-        hrs.append(hr)
-        points.append(mapping.apply(pts))
-    hr = degrade.to_tensor(np.stack(hrs))
-    landmarks = torch.from_numpy(np.stack(points)).float()
-    assert hr.shape == (BATCH, 3, 128, 128)
-    return {
-        "lr": degrade.make_lr(hr),
-        "hr": hr,
-        "landmarks": landmarks,
-        "visible": torch.ones(landmarks.shape[:2], dtype=torch.bool),
-    }
-
-
-def batch_for(model: FaceModel, faces: dict) -> dict:
-    """The faces with as many points as the model predicts (AFLW-style models keep the first K)."""
-    k = model.num_points
-    if k > faces["landmarks"].shape[1]:
-        pytest.fail(f"model expects {k} points; the test faces have {faces['landmarks'].shape[1]}")
-    return {**faces, "landmarks": faces["landmarks"][:, :k], "visible": faces["visible"][:, :k]}
-
-
 # -- registry and documentation ------------------------------------------------------------
 def test_registry_is_not_empty():
     assert "bicubic" in NAMES and "jasrnet" in NAMES
@@ -193,7 +158,7 @@ def test_decode_landmarks(name, faces):
 @pytest.mark.parametrize("name", NAMES)
 def test_loss_and_backward_reach_every_parameter(name, faces):
     model = build_small(name).train()
-    batch = batch_for(model, faces)
+    batch = with_points(faces, model.num_points)
     out = model(batch["lr"])
     terms = model.loss(out, batch)
     assert {"total", "sr", "heatmap"} <= set(terms)
@@ -260,7 +225,7 @@ def test_bf16_autocast_matches_fp32(name, faces):
         ref = model(faces["lr"])
         with torch.autocast("cpu", dtype=torch.bfloat16):
             got = model(faces["lr"])
-        terms = model.loss(got, batch_for(model, faces))
+        terms = model.loss(got, with_points(faces, model.num_points))
     assert torch.isfinite(terms["total"])
     for key, t in outputs(ref).items():
         g = outputs(got)[key].float()

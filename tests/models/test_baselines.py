@@ -6,17 +6,13 @@ is about the registry defaults; inputs are real 300W faces degraded ×8.
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 from torch import nn
 
 from jasrbench.data import degrade
-from jasrbench.data.crop import crop_face
-from jasrbench.data.images import load_rgb
-from jasrbench.data.landmarks import landmark_box, read_pts
 from jasrbench.models import build, spec
-from small_widths import SMALL
+from model_helpers import SMALL, with_points
 
 BASELINES = [n for n in SMALL if n != "bicubic" and not n.startswith("jasrnet")]  # this file's models
 LANDMARK_MODELS = ["fsrnet", "superfan", "cpm"]
@@ -34,33 +30,6 @@ def n_params(model: nn.Module) -> int:
 def differs(a: torch.Tensor, b: torch.Tensor) -> bool:
     """Different by more than 0.1% of the magnitude (outputs at init can be tiny: N(0, 0.01) weights)."""
     return bool((a - b).abs().max() > 1e-3 * a.abs().max())
-
-
-@pytest.fixture(scope="module")
-def faces(w300_root) -> dict:
-    """Two real 300W test faces: HR 128×128, LR 16×16, 68 landmarks in HR pixels."""
-    hrs, points = [], []
-    for stem in ("lfpw/testset/image_0001", "helen/testset/2968560214_1"):
-        image_path = w300_root / f"{stem}.jpg"
-        if not image_path.exists():  # fall back to any test face of that subset
-            image_path = sorted((w300_root / stem.rsplit("/", 1)[0]).glob("*.jpg"))[len(hrs)]
-        pts = read_pts(image_path.with_suffix(".pts"))
-        hr, _, mapping = crop_face(load_rgb(image_path), landmark_box(pts))
-        hrs.append(hr)
-        points.append(mapping.apply(pts))
-    hr = degrade.to_tensor(np.stack(hrs))
-    landmarks = torch.from_numpy(np.stack(points)).float()
-    return {
-        "lr": degrade.make_lr(hr),
-        "hr": hr,
-        "landmarks": landmarks,
-        "visible": torch.ones(landmarks.shape[:2], dtype=torch.bool),
-    }
-
-
-def subset_points(batch: dict, keep: int) -> dict:
-    """The same faces with only the first ``keep`` points (AFLW-style point count)."""
-    return {**batch, "landmarks": batch["landmarks"][:, :keep], "visible": batch["visible"][:, :keep]}
 
 
 # -- VDSR -------------------------------------------------------------------------------
@@ -281,7 +250,7 @@ def test_cpm_later_stages_take_the_previous_maps(faces):
 @pytest.mark.parametrize("name", LANDMARK_MODELS)
 def test_landmark_models_take_19_points(name, faces):
     model = small(name, num_points=19)
-    batch = subset_points(faces, 19)
+    batch = with_points(faces, 19)
     out = model(batch["lr"])
     assert all(h.shape[1] == 20 and h.shape[-1] == model.heatmap_size for h in out.heatmaps)
     loss = model.loss(out, batch)

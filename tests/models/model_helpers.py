@@ -1,6 +1,9 @@
-"""Small widths of every registered model, for fast forward/backward checks (structure kept, channels/depths cut)."""
+"""Helpers of the model tests: small widths of every registered model (structure kept, channels/depths cut)
+for fast forward/backward checks, and point subsets of the test faces."""
 
 from __future__ import annotations
+
+import pytest
 
 from jasrbench.models import available, spec
 
@@ -19,3 +22,10 @@ SMALL: dict[str, dict] = {
 for _name in available():  # JASRNet and its ablations: 8 features, 1/8 of the shared blocks
     if _name.startswith("jasrnet"):
         SMALL[_name] = dict(n_feats=8, n_shared_blocks=max(1, spec(_name).defaults.get("n_shared_blocks", 32) // 8))
+
+
+def with_points(faces: dict, k: int) -> dict:
+    """The faces with only their first ``k`` points (AFLW-style models predict 19)."""
+    if k > faces["landmarks"].shape[1]:
+        pytest.fail(f"model expects {k} points; the test faces have {faces['landmarks'].shape[1]}")
+    return {**faces, "landmarks": faces["landmarks"][:, :k], "visible": faces["visible"][:, :k]}
