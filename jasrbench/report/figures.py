@@ -108,7 +108,8 @@ def sample_grid(
     if title:
         fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    save_figure(fig, path)
+    # ~1 screen pixel per image pixel (1.2-inch panels of 128-px faces): small enough to commit 19 of them.
+    save_figure(fig, path, dpi=110)
 
 
 # --- the visual comparison (the paper's Figure 4, with Figure 1b's landmarks) ------------------------
