@@ -22,7 +22,9 @@ stops the run with a clear message; the last good checkpoint is kept.
 
 Outputs (``--out``): ``model.pt`` (the best epoch on validation: weights and
 how to build the model; loaded with ``weights_only=True``), ``last.pt``
-(resume state). ``--results``: ``history.csv`` (per-epoch losses and
+(resume state, while the run is unfinished: it carries the run's fingerprint —
+config, prepared split, source of every module the run imports — and is
+resumed only when all three match; a finished run removes it). ``--results``: ``history.csv`` (per-epoch losses and
 validation metrics, a DVC plot), ``train.json`` (final numbers, DVC metrics),
 ``samples.png`` (validation LR/SR/HR with landmarks).
 """
@@ -45,11 +47,11 @@ import torch
 from tqdm import tqdm
 
 from . import config as cfgmod
-from . import tracking
-from .data import degrade
+from . import deps, tracking
+from .data import degrade, protocols
 from .data.augment import AugmentConfig, augment_batch, rotation_bound
 from .data.split import PreparedSplit, load_split
-from .errors import ConfigError, JasrbenchError
+from .errors import ConfigError, DataError, JasrbenchError
 from .io import atomic_path, atomic_write_json
 from .models import FaceModel, build
 
@@ -151,22 +153,83 @@ def config_hash(payload: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+# --- run fingerprint and the resume decision (issue 10) --------------------------------------------
+# A run is resumed only when it is unfinished and its fingerprint matches: the resolved config, the bytes
+# of the prepared split it reads and the source of every module it runs (deps.stage_code, the same files
+# dvc.yaml declares). Otherwise a code or data change could "resume" a finished run and retrain nothing.
+TRAIN_ENTRY = ("jasrbench.train",)
+
+
+def file_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 22), b""):
+            h.update(chunk)
+    return h.hexdigest()[:16]
+
+
+def run_fingerprint(run_config: dict[str, Any], split_path: Path, arch: str) -> dict[str, Any]:
+    """{"config", "data", "code": {file: digest}, "id"}: what a run's weights depend on."""
+    parts = {"config": config_hash(run_config), "data": file_digest(split_path),
+             "code": deps.code_digest(deps.stage_code(TRAIN_ENTRY, arch))}
+    return {**parts, "id": config_hash(parts)}
+
+
+def fingerprint_difference(old: dict[str, Any] | None, new: dict[str, Any]) -> str:
+    """What differs, for the log: e.g. ``code (jasrbench/models/jasrnet.py)``, ``config``, ``data``."""
+    if not isinstance(old, dict) or "id" not in old:
+        return "it has no fingerprint (written by older code)"
+    why = [name for key, name in (("config", "config"), ("data", "prepared data")) if old.get(key) != new[key]]
+    old_code, new_code = old.get("code") or {}, new["code"]
+    changed = sorted(f for f in set(old_code) | set(new_code) if old_code.get(f) != new_code.get(f))
+    if changed:
+        why.append("code (" + ", ".join(changed[:5]) + (", …" if len(changed) > 5 else "") + ")")
+    why = why or ["fingerprint"]
+    return "its " + " and ".join(why) + (" differs" if len(why) == 1 else " differ")
+
+
+def resume_decision(last_path: Path, fingerprint: dict[str, Any], epochs: int, resume: bool) -> dict[str, Any] | None:
+    """The resume state to continue from, or None to start afresh (the reason is logged).
+
+    A truncated or foreign ``last.pt`` is an error naming the file (never silently replaced).
+    """
+    if not resume or not last_path.is_file():
+        return None
+    state = load_checkpoint(last_path)
+    if state.get("kind", "resume") != "resume" or "optimizer" not in state:
+        raise DataError(last_path, "holds a trained model, not a resume state; delete it or pass --no-resume")
+    if state.get("fingerprint", {}).get("id") != fingerprint["id"]:
+        log.warning("%s not resumed: %s; starting afresh", last_path,
+                    fingerprint_difference(state.get("fingerprint"), fingerprint))
+        return None
+    if state.get("finished") or int(state["epoch"]) >= epochs:
+        log.info("%s is a finished run: starting afresh", last_path)
+        return None
+    return state
+
+
+def retire_resume_state(last_path: Path) -> None:
+    """A finished run's ``last.pt`` is removed so that no later run can resume it."""
+    last_path.unlink(missing_ok=True)
+
+
 # --- checkpoints --------------------------------------------------------------------------------
 def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
-    with atomic_path(path, suffix=".pt") as tmp:
+    # The default temporary suffix (.tmp) is covered by .gitignore and .dvcignore: a kill mid-write
+    # leaves nothing DVC would cache in the stage's output folder.
+    with atomic_path(path) as tmp:
         torch.save(payload, tmp)
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    from .errors import DataError
-
     path = Path(path)
     if not path.is_file():
         raise DataError(path, "checkpoint not found")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for corrupt/foreign files
-        raise DataError(path, f"not a loadable checkpoint ({exc})") from exc
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise DataError(path, f"not a loadable checkpoint, truncated or not written by torch ({reason})") from exc
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         raise DataError(path, "not a jasrbench checkpoint")
     if ckpt.get("version") != CHECKPOINT_VERSION:
@@ -177,9 +240,16 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
 def model_from_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> tuple[FaceModel, dict[str, Any]]:
     """Rebuild a trained model from ``model.pt``."""
     ckpt = load_checkpoint(path)
+    if "state_dict" not in ckpt or "arch" not in ckpt:
+        raise DataError(path, "is a resume state (last.pt), not a trained model (model.pt)")
     model = build(ckpt["arch"], **ckpt["overrides"])
-    model.load_state_dict(ckpt["state_dict"])
+    try:
+        model.load_state_dict(ckpt["state_dict"])
+    except RuntimeError as exc:  # torch lists every mismatching tensor over many lines
+        raise DataError(path, f"its weights do not fit model {ckpt['arch']!r} "
+                              f"({str(exc).strip().splitlines()[0][:200]})") from exc
     model.name = ckpt["model"]
+    model.set_protocol(ckpt.get("protocol", "clean"))  # checkpoints from before protocols: clean
     return model.to(device).eval(), ckpt
 
 
@@ -306,7 +376,8 @@ def training_batch(data: PreparedSplit, idx: np.ndarray, augment: AugmentConfig,
     pts = torch.from_numpy(data.landmarks[idx] + data.context_offset)
     vis = torch.from_numpy(data.visible[idx])
     hr, pts, vis = augment_batch(context, pts, vis, augment, gen, mirror)
-    return {"lr": degrade.make_lr(hr), "hr": hr, "landmarks": pts, "visible": vis}
+    # The LR is made as the split's stored LR was (its protocol's kernel), so on-the-fly equals prepared.
+    return {"lr": degrade.make_lr(hr, protocol=data.protocol), "hr": hr, "landmarks": pts, "visible": vis}
 
 
 def forward_loss(model: FaceModel, batch: dict[str, torch.Tensor], dev: torch.device,
@@ -367,8 +438,17 @@ def train(
     entry["overrides"] = {**entry["overrides"], "num_points": data.num_points}
     torch.manual_seed(seed)
     model = build(entry["arch"], **entry["overrides"])
+    # The profile's protocol must be the one the training split was prepared with (error naming both).
+    protocols.require_same(data.protocol, str(split_path), protocols.get(params["data"].get("protocol")).name,
+                           f"profile {params['profile']!r} (data.protocol)")
+    model.set_protocol(data.protocol)
     if not model.trainable:
         raise ConfigError(f"model {model_name!r} has no weights to train")
+    # A closed-form model (the mean_shape floor) is fitted once on the un-augmented training
+    # faces; the loop below then takes no optimizer step and only validates and saves.
+    closed_form = bool(getattr(model, "closed_form", False))
+    if closed_form:
+        model.fit_training_faces(data.landmarks[train_idx], data.visible[train_idx])
     model = model.to(dev).to(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=cfg.milestones, gamma=cfg.gamma)
@@ -377,11 +457,12 @@ def train(
 
     run_config = {
         "model": model_name, "arch": entry["arch"], "overrides": entry["overrides"], "dataset": dataset,
-        "profile": params["profile"], "seed": seed, "train": train_dict,
+        "profile": params["profile"], "seed": seed, "train": train_dict, "protocol": data.protocol,
         "split": str(split_path), "split_faces": len(data), "train_faces": len(train_idx), "val_faces": len(val_idx),
     }
     chash = config_hash(run_config)
-    steps_per_epoch = max(1, math.ceil(len(train_idx) * cfg.copies_per_epoch / cfg.batch_size))
+    fingerprint = run_fingerprint(run_config, split_path, entry["arch"])
+    steps_per_epoch = 0 if closed_form else max(1, math.ceil(len(train_idx) * cfg.copies_per_epoch / cfg.batch_size))
     metric_key, sign = selection_key(model, cfg.select)
 
     start_epoch, start_step, history, best, partial = 0, 0, [], None, None
@@ -392,26 +473,26 @@ def train(
         loss_keys += ["adversarial", "discriminator"]
     sums, seen = dict.fromkeys(loss_keys, 0.0), 0
     last_path, best_path = out_dir / "last.pt", out_dir / "model.pt"
-    if resume and last_path.is_file():
-        state = torch.load(last_path, map_location="cpu", weights_only=True)
-        if state.get("config_hash") == chash:
-            model.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-            scheduler.load_state_dict(state["scheduler"])
-            extra.load_state_dict(state.get("extra"))
-            torch.set_rng_state(state["rng_cpu"])
-            if dev.type == "cuda" and state.get("rng_cuda") is not None:
-                torch.cuda.set_rng_state(state["rng_cuda"])
-            start_epoch, start_step = int(state["epoch"]), int(state["step"])
-            history, best, partial = list(state["history"]), state["best"], state.get("partial")
-            log.info("resuming %s in epoch %d after %d of its %d steps", model_name, start_epoch + 1, start_step,
-                     steps_per_epoch)
-        else:
-            log.warning("%s was written by another configuration: starting afresh", last_path)
+    state = resume_decision(last_path, fingerprint, cfg.epochs, resume)
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        extra.load_state_dict(state.get("extra"))
+        torch.set_rng_state(state["rng_cpu"])
+        if dev.type == "cuda" and state.get("rng_cuda") is not None:
+            torch.cuda.set_rng_state(state["rng_cuda"])
+        start_epoch, start_step = int(state["epoch"]), int(state["step"])
+        history, best, partial = list(state["history"]), state["best"], state.get("partial")
+        log.info("resuming %s in epoch %d after %d of its %d steps", model_name, start_epoch + 1, start_step,
+                 steps_per_epoch)
+    else:
+        best_path.unlink(missing_ok=True)  # a fresh run never leaves another run's model.pt beside its own
 
     def resume_state(epoch: int, step: int) -> dict[str, Any]:
         return {
             "format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "config_hash": chash,
+            "kind": "resume", "fingerprint": fingerprint, "finished": epoch >= cfg.epochs,
             "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
             "rng_cpu": torch.get_rng_state(), "rng_cuda": torch.cuda.get_rng_state() if dev.type == "cuda" else None,
             "epoch": epoch, "step": step, "history": history, "best": best,
@@ -422,17 +503,20 @@ def train(
     def best_payload(epoch: int, metrics: dict[str, float]) -> dict[str, Any]:
         return {
             "format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "config_hash": chash,
+            "kind": "model", "fingerprint": fingerprint["id"],
             "model": model_name, "arch": entry["arch"], "overrides": entry["overrides"],
-            "num_points": model.num_points, "dataset": dataset, "profile": params["profile"],
+            "num_points": model.num_points, "dataset": dataset, "profile": params["profile"], "protocol": model.protocol,
             "epoch": epoch, "val": metrics, "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         }
 
     tags = {"stage": "train", "model": model_name, "arch": entry["arch"], "dataset": dataset,
             "profile": params["profile"], **tracking.table_tags(entry["tables"])}
-    experiment = f"jasrbench/{params['profile']}/train"
+    experiment = tracking.train_experiment(params["profile"])
     steps_done_here = 0
     t_start = time.perf_counter()
-    with tracking.start_run(experiment, f"train {model_name} on {dataset}", tags, {**run_config, "params": n_params}) as run:
+    with tracking.start_run(experiment, f"train {model_name} on {dataset}", tags,
+                            {**run_config, "params": n_params, **tracking.arch_params(entry["arch"], entry["overrides"])}) as run:
+        run.log_split(split_path, data.metadata, len(data), "training", train_faces=len(train_idx), val_faces=len(val_idx))
         for epoch in range(start_epoch, cfg.epochs):
             order = torch.cat([torch.randperm(len(train_idx), generator=generator(seed, epoch, c))
                                for c in range(math.ceil(cfg.copies_per_epoch))])
@@ -503,7 +587,7 @@ def train(
             "selected_by": metric_key, **{f"best_{k}": v for k, v in best["metrics"].items()},
             "final_loss": history[-1]["loss_total"],
             "img_per_s": float(np.median(throughput)) if throughput else None,
-            "device": dev.type, "config_hash": chash,
+            "device": dev.type, "config_hash": chash, "fingerprint": fingerprint["id"],
         }
         results_dir.mkdir(parents=True, exist_ok=True)
         with atomic_path(results_dir / "history.csv") as tmp:
@@ -511,8 +595,10 @@ def train(
         atomic_write_json(results_dir / "train.json", {k: v for k, v in summary.items() if v is not None})
         _write_samples(model_name, best_path, val, dev, results_dir / "samples.png")
         run.log_metrics({k: v for k, v in summary.items() if k.startswith("best_")})
+        run.tag_checkpoint(best_path)
         for name in ("history.csv", "train.json", "samples.png"):
             run.log_artifact(results_dir / name)
+        retire_resume_state(last_path)
         log.info("%s: best epoch %d (%s), %.1f s", model_name, best["epoch"], metric_key, time.perf_counter() - t_start)
     return summary
 
@@ -539,7 +625,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--results", help="folder for history.csv, train.json, samples.png (default: --out)")
     parser.add_argument("--prepared", help="prepared-data root (default: the profile's data.prepared)")
     parser.add_argument("--resume", dest="resume", action="store_true", default=True,
-                        help="continue from OUT/last.pt when it was written by the same configuration (default)")
+                        help="continue an unfinished run from OUT/last.pt when config, data and code match (default)")
     parser.add_argument("--no-resume", dest="resume", action="store_false", help="start afresh")
     parser.add_argument("--device", help="cpu, cuda, cuda:1, or auto (default: the profile's train.device)")
     parser.add_argument("--stop-after-steps", type=int, help=argparse.SUPPRESS)

@@ -106,14 +106,37 @@ def test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run(prepared_roo
         assert a[key] == b[key], key
 
 
-def test_resume_ignores_a_checkpoint_of_another_configuration(prepared_root, tmp_path, caplog):
+def test_unfinished_run_of_another_configuration_is_not_resumed(prepared_root, tmp_path, caplog):
+    """An interrupted run's last.pt resumes only its own fingerprint; a finished run leaves no last.pt."""
     out = tmp_path / "ckpt"
-    train("jasrnet_bl_sr", "300w", tiny_params(prepared_root, epochs=1), out)
-    first = _state(out / "model.pt")
-    with caplog.at_level("WARNING"):
+    assert train("jasrnet_bl_sr", "300w", tiny_params(prepared_root, epochs=1), out, stop_after_steps=2) == {
+        "stopped_early": True}
+    assert (out / "last.pt").is_file()
+    with caplog.at_level("INFO"):
         train("jasrnet_bl_sr", "300w", tiny_params(prepared_root, epochs=1, lr=1.0e-3), out)
-    assert "written by another configuration" in caplog.text
-    assert not _same_state(first, _state(out / "model.pt"))
+    assert f"{out / 'last.pt'} not resumed: its config differs" in caplog.text
+    assert "resuming" not in caplog.text
+    assert not (out / "last.pt").exists(), "a finished run must retire its resume state"
+    fresh = tmp_path / "fresh"
+    train("jasrnet_bl_sr", "300w", tiny_params(prepared_root, epochs=1, lr=1.0e-3), fresh)
+    assert _same_state(_state(fresh / "model.pt"), _state(out / "model.pt"))
+
+
+def test_resume_decision_refuses_finished_or_foreign_states(tmp_path, caplog):
+    fp = {"config": "c", "data": "d", "code": {"jasrbench/models/edsr.py": "1"}, "id": "x"}
+    last = tmp_path / "last.pt"
+    base = {"format": train_mod.CHECKPOINT_FORMAT, "version": train_mod.CHECKPOINT_VERSION, "kind": "resume",
+            "optimizer": {}, "fingerprint": fp, "epoch": 1, "step": 3, "finished": False}
+    train_mod.save_checkpoint(last, base)
+    assert train_mod.resume_decision(last, fp, epochs=2, resume=True)["step"] == 3
+    assert train_mod.resume_decision(last, fp, epochs=2, resume=False) is None
+    train_mod.save_checkpoint(last, {**base, "epoch": 2, "step": 0, "finished": True})
+    assert train_mod.resume_decision(last, fp, epochs=2, resume=True) is None
+    changed = {**fp, "code": {"jasrbench/models/edsr.py": "2"}, "id": "y"}
+    train_mod.save_checkpoint(last, base)
+    with caplog.at_level("WARNING"):
+        assert train_mod.resume_decision(last, changed, epochs=2, resume=True) is None
+    assert "its code (jasrbench/models/edsr.py) differs" in caplog.text
 
 
 def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_good_checkpoint(prepared_root, tmp_path, monkeypatch):
