@@ -59,32 +59,28 @@ Conventions
     pixels at the image border). Reported only as ``*_jasrnet_code`` beside the
     standard values, to compare with the paper's numbers.
 
-Implementation
-    The SSIM map of the whole image is computed once with a separable 'valid'
-    11×11 Gaussian filter, done as two products with banded matrices (BLAS:
-    several times faster on CPU than torch's one-channel convolutions) (pixel ``(i, j)`` of the map is the window
-    centred on image pixel ``(i + 5, j + 5)``); skimage on a crop averages its
-    SSIM map after discarding ``(11 − 1) // 2 = 5`` pixels at each border of the
-    crop, i.e. exactly the windows lying fully inside the crop, so the
-    per-image SSIM is the mean of the valid map over the box shrunk by 5 pixels
-    (row/column masks), with no Python loop over images and boxes of any size in one
-    batch. Each chunk of images is first cropped to the union of its regions.
-    Four maps are filtered, not five (see ``_ssim_maps``), in float32, on
-    signals centred on each image's HR mean (removes the cancellation in
-    ``E[x²] − μ²``); region sums are ``rowsᵀ · map · cols`` products, final
-    divisions float64. Agreement with skimage on real faces: ~1e-6 (SSIM) and
-    ~1e-6 dB (PSNR). PSNR of identical regions is ``+inf`` (as skimage).
-
-Speed (``benchmarks/bench_metrics.py``; 554 faces of 128², shared 2-core CPU,
-one torch thread): ~0.2 s for PSNR+SSIM of all faces, 1.5–2× faster than the
-per-image scikit-image loop (~0.36 s). On CPU the Gaussian filter costs the
-same in both (the loop's scipy filter is already compiled code); batching pays
-on a GPU, where the whole evaluation is a handful of kernels.
+Batch independence
+    A face's numbers are a function of that face alone: the same face gives the
+    same bits whatever batch, chunk, order or thread count it is computed in
+    (the regression gate, the paired tests and the byte-for-byte rerun test rely
+    on it). Hence only IEEE-exact elementwise operations (``+ − × ÷``, never a
+    fused multiply-add, BLAS or a library reduction, whose rounding depends on
+    the shapes and threads around an image), on whole images (never on a crop
+    that depends on the neighbours), sums as fixed pairwise folds
+    (:func:`fixed_order_sum`), and the final logarithm in Python per image.
+    The Gaussian filter is separable, 'valid', as 11 shifted multiply–adds per
+    axis; SSIM needs four filtered maps (see ``_ssim_maps``), computed in
+    float32 on signals centred on each image's HR mean (removes the
+    cancellation in ``E[x²] − μ²``); region sums are float64. skimage on a crop
+    averages its SSIM map after discarding 5 pixels at each border of the crop,
+    i.e. exactly the windows lying fully inside the crop, so the per-image SSIM
+    is the mean of the valid map over the box shrunk by 5 pixels. PSNR of
+    identical regions is ``+inf`` (as skimage). Speed: ``benchmarks/bench_metrics.py``.
 """
 
 from __future__ import annotations
 
-import functools
+import math
 from typing import Literal
 
 import numpy as np
@@ -100,7 +96,7 @@ SIGMA = 1.5
 RADIUS = int(3.5 * SIGMA + 0.5)  # = 5: scipy/skimage's truncate=3.5 → an 11-tap window
 WIN = 2 * RADIUS + 1
 K1, K2 = 0.01, 0.03
-CHUNK = 128  # images per convolution batch (bounds memory for thousands of faces)
+CHUNK = 32  # images per filter batch (bounds memory; keeps the maps in cache)
 
 # (coefficients on R, G, B in [0, 1]; offset; data range; SSIM covariance normalization)
 _CONVENTION_PARAMS = {
@@ -136,11 +132,9 @@ def _levels(images, name: str = "images") -> torch.Tensor:
 
 
 def _signal(levels: torch.Tensor, coeffs: tuple[float, float, float]) -> torch.Tensor:
-    """Σ_c coeff_c · level_c / 255 (N×H×W float32): Y without its offset."""
+    """Σ_c coeff_c · level_c / 255 (N×H×W float32): Y without its offset (no fused multiply-add)."""
     w = [float(c) / 255 for c in coeffs]
-    y = levels[:, 0] * w[0]
-    y.add_(levels[:, 1], alpha=w[1]).add_(levels[:, 2], alpha=w[2])
-    return y
+    return levels[:, 0] * w[0] + levels[:, 1] * w[1] + levels[:, 2] * w[2]
 
 
 def luma(images, convention: Convention = "standard") -> torch.Tensor:
@@ -149,13 +143,6 @@ def luma(images, convention: Convention = "standard") -> torch.Tensor:
     levels = _levels(images).double() / 255
     w = torch.tensor(coeffs, dtype=torch.float64, device=levels.device).view(1, 3, 1, 1)
     return (levels * w).sum(1) + offset
-
-
-def _crop(images, top: int, bottom: int, left: int, right: int):
-    """Rows top…bottom and columns left…right (inclusive) of a float N×3×H×W or uint8 N×H×W×3 batch."""
-    if images.dtype in (torch.uint8, np.uint8):
-        return images[:, top : bottom + 1, left : right + 1]
-    return images[:, :, top : bottom + 1, left : right + 1]
 
 
 def _shape(images, name: str) -> tuple[int, int, int]:
@@ -198,38 +185,55 @@ def _range_mask(lo: torch.Tensor, hi: torch.Tensor, size: int, dtype: torch.dtyp
     return ((idx[None, :] >= lo[:, None]) & (idx[None, :] <= hi[:, None])).to(dtype)
 
 
+def fixed_order_sum(values: torch.Tensor) -> torch.Tensor:
+    """Sum over the last two dims of N×H×W in an order fixed by H and W alone.
+
+    Pairwise folds (zero-padded to a power of two; adding 0 is exact) made of
+    elementwise additions, so each image's sum has the same rounding whatever
+    the batch around it and the number of threads (library reductions split
+    their work by the tensor's total size).
+    """
+    for _ in range(2):
+        size = values.shape[-1]
+        width = 1 << max(size - 1, 0).bit_length()
+        if width != size:
+            values = torch.nn.functional.pad(values, (0, width - size))
+        while values.shape[-1] > 1:
+            half = values.shape[-1] // 2
+            values = values[..., :half] + values[..., half:]
+        values = values[..., 0]
+    return values
+
+
 def _region_mean(values: torch.Tensor, r0, r1, c0, c1) -> torch.Tensor:
-    """Mean (float64) of each N×H×W map over its inclusive row/column range: ``rowsᵀ · map · cols``."""
+    """Mean (float64) of each N×H×W map over its inclusive row/column range, independent of the batch."""
     h, w = values.shape[-2:]
-    rows = _range_mask(r0, r1, h, values.dtype)
-    cols = _range_mask(c0, c1, w, values.dtype)
-    total = torch.bmm(torch.bmm(rows[:, None, :], values), cols[:, :, None]).view(-1)
-    return total.double() / (rows.sum(1).double() * cols.sum(1).double())
-
-
-@functools.lru_cache(maxsize=16)
-def _band(size: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    """size × (size − 10) banded matrix G with ``(x @ G)[j] = Σ_k taps[k] · x[j + k]`` ('valid' filter)."""
-    taps = gaussian_taps()
-    out = size - 2 * RADIUS
-    g = torch.zeros(size, out, dtype=torch.float64)
-    cols = torch.arange(out)
-    for k in range(WIN):
-        g[cols + k, cols] = taps[k]
-    return g.to(device=device, dtype=dtype)
+    rows = _range_mask(r0, r1, h, torch.float64)
+    cols = _range_mask(c0, c1, w, torch.float64)
+    total = fixed_order_sum(values.double() * rows[:, :, None] * cols[:, None, :])
+    return total / (rows.sum(1) * cols.sum(1))
 
 
 def _blur_valid(maps: torch.Tensor) -> torch.Tensor:
     """Separable 'valid' 11×11 Gaussian filter of B×H×W maps → B×(H−10)×(W−10).
 
-    Done as two matrix products with banded matrices: on CPU this is several
-    times faster than torch's single-channel convolutions (BLAS vs. im2col).
+    Shifted multiply–adds, the symmetric taps paired (``(x[k] + x[10−k]) · t_k``),
+    with separate multiply and add: a fused multiply-add rounds differently in
+    vectorized and scalar code paths, so a pixel's value would depend on where
+    it sits in memory.
     """
-    h, w = maps.shape[-2:]
-    return _band(h, maps.dtype, maps.device).T @ maps @ _band(w, maps.dtype, maps.device)
+    taps = gaussian_taps().tolist()
+    for axis in (-2, -1):
+        out = maps.shape[axis] - 2 * RADIUS
+        acc = maps.narrow(axis, RADIUS, out) * taps[RADIUS]
+        for k in range(RADIUS):
+            acc += (maps.narrow(axis, k, out) + maps.narrow(axis, WIN - 1 - k, out)) * taps[k]
+        maps = acc
+    return maps
 
 
-def _ssim_maps(x: torch.Tensor, y: torch.Tensor, offset: float, data_range: float, cov_norm: float) -> torch.Tensor:
+def _ssim_maps(x: torch.Tensor, y: torch.Tensor, c: torch.Tensor, offset: float, data_range: float,
+               cov_norm: float) -> torch.Tensor:
     """Valid SSIM maps ((H−10)×(W−10), float32) of the signals ``offset + x``, ``offset + y`` (N×H×W float32).
 
     SSIM needs only μx, μy, σx² + σy² and σxy, so four filtered maps suffice:
@@ -242,13 +246,12 @@ def _ssim_maps(x: torch.Tensor, y: torch.Tensor, offset: float, data_range: floa
     ``SSIM = (U² − μv² + 2 C1)(Vu − Vv + 2 C2) / ((U² + μv² + 2 C1)(Vu + Vv + 2 C2))``.
     """
     n, h, w = x.shape
-    c = y.double().mean((1, 2)).float().view(n, 1, 1)
     maps = torch.empty(n, 4, h, w, dtype=x.dtype, device=x.device)
     torch.add(x, y, out=maps[:, 0]).sub_(2 * c)
     torch.sub(x, y, out=maps[:, 1])
     torch.mul(maps[:, 0], maps[:, 0], out=maps[:, 2])
     torch.mul(maps[:, 1], maps[:, 1], out=maps[:, 3])
-    m = _blur_valid(maps.view(n * 4, h, w)).view(n, 4, h - 2 * RADIUS, w - 2 * RADIUS)
+    m = _blur_valid(maps)
     mu, mv, euu, evv = m.unbind(1)
     vu = euu.sub_(mu * mu).mul_(cov_norm)
     vv = evv.sub_(mv * mv).mul_(cov_norm)
@@ -290,21 +293,28 @@ def psnr_ssim(
     if bool(small.any()):
         bad = torch.nonzero(small).flatten().tolist()[:5]
         raise ValueError(f"face regions smaller than the {WIN}×{WIN} SSIM window at images {bad}")
-    psnrs, ssims = [], []
+    mses, ssims = [], []
     for s in range(0, n, CHUNK):
         r0, r1, c0, c1 = reg[s : s + CHUNK].unbind(1)
-        # Only the union of the chunk's regions is needed: crop to it (maps, filter, sums shrink).
-        top, bottom, left, right = int(r0.min()), int(r1.max()), int(c0.min()), int(c1.max())
-        r0, r1, c0, c1 = r0 - top, r1 - top, c0 - left, c1 - left
         # Signals without the offset (it cancels in PSNR and is added back inside SSIM's means).
-        x = _signal(_levels(_crop(sr[s : s + CHUNK], top, bottom, left, right), "sr").to(device), coeffs)
-        y = _signal(_levels(_crop(hr[s : s + CHUNK], top, bottom, left, right), "hr").to(device), coeffs)
-        mse = _region_mean((x - y).square_(), r0, r1, c0, c1)
-        psnrs.append(10 * torch.log10(data_range**2 / mse))
-        smap = _ssim_maps(x, y, offset, data_range, cov_norm)
-        ssims.append(_region_mean(smap, r0, r1 - 2 * RADIUS, c0, c1 - 2 * RADIUS))
-    empty = torch.empty(0, dtype=torch.float64, device=device)
-    return {"psnr": torch.cat(psnrs) if psnrs else empty, "ssim": torch.cat(ssims) if ssims else empty}
+        x = _signal(_levels(sr[s : s + CHUNK], "sr").to(device), coeffs)
+        y = _signal(_levels(hr[s : s + CHUNK], "hr").to(device), coeffs)
+        mses.append(_region_mean((x - y).square_(), r0, r1, c0, c1))
+        # Each image's HR mean centres its signals (see _ssim_maps): taken over the whole image.
+        centre = (fixed_order_sum(y.double()) / (h * w)).float().view(-1, 1, 1)
+        # Filter only the union of the chunk's regions: a pixel's value does not depend on the crop
+        # (elementwise work), and the maps go back onto a whole-image canvas for the fixed-order sums.
+        top, bottom, left, right = int(r0.min()), int(r1.max()), int(c0.min()), int(c1.max())
+        crop = (slice(None), slice(top, bottom + 1), slice(left, right + 1))
+        smap = _ssim_maps(x[crop], y[crop], centre, offset, data_range, cov_norm)
+        canvas = torch.zeros(len(x), h - 2 * RADIUS, w - 2 * RADIUS, dtype=smap.dtype, device=device)
+        canvas[:, top : top + smap.shape[1], left : left + smap.shape[2]] = smap
+        ssims.append(_region_mean(canvas, r0, r1 - 2 * RADIUS, c0, c1 - 2 * RADIUS))
+    # The logarithm per image in Python: vectorized and scalar log10 may differ in the last bit.
+    mse = torch.cat(mses).tolist() if mses else []
+    psnr = [10 * math.log10(data_range**2 / m) if m > 0 else math.inf for m in mse]
+    return {"psnr": torch.tensor(psnr, dtype=torch.float64, device=device),
+            "ssim": torch.cat(ssims) if ssims else torch.empty(0, dtype=torch.float64, device=device)}
 
 
 compute_image_metrics = psnr_ssim
