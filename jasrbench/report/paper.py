@@ -30,6 +30,8 @@ class Row:
     metric_override: dict[str, str] = field(default_factory=dict)
     # A reference row (HR): not ranked, and metrics other than the overridden ones do not apply.
     reference: bool = False
+    # A floor row (the no-learning mean shape): shown and tested like a model, never ranked.
+    floor: bool = False
 
     def models_for(self, metric: str) -> tuple[str, ...]:
         """Candidate models of the cell of ``metric`` (NME of Table 4's BL rows comes from the alignment model)."""
@@ -76,6 +78,10 @@ TABLE2 = (  # NME on 16×16 input: 300W common / challenge / full, AFLW
     Row("JASRNet", ("jasrnet",), {"common": 4.60, "challenge": 8.10, "full": 5.29, "aflw": 3.35}),
 )
 TABLE2_64 = Row("JASRNet (64×64 input)", ("jasrnet_lr64",), {"common": 3.20, "challenge": 7.44, "full": 4.03, "aflw": 2.03})
+# The no-learning floor (not in the paper): the mean training shape in the crop, whatever the face.
+FLOOR_MODEL = "mean_shape"
+TABLE2_FLOOR = Row("Mean shape (no learning)", (FLOOR_MODEL,), {"common": None, "challenge": None, "full": None,
+                                                                "aflw": None}, floor=True)
 
 TABLE3 = (  # LFW: verification accuracy (%), PSNR, SSIM, parameters (paper's M = 1024²)
     Row("HR", ("bicubic",), {"acc": 99.33, "psnr": None, "ssim": None, "params": None},
@@ -135,7 +141,7 @@ TABLES: tuple[PaperTable, ...] = (
                         _nme("challenge", "300W challenge", ("300w/challenge",)),
                         _nme("full", "300W full", ("300w/full",)),
                         _nme("aflw", "AFLW", ("aflw/test",))),
-               optional_rows=(TABLE2_64,)),
+               optional_rows=(TABLE2_64, TABLE2_FLOOR)),
     PaperTable(3, "table3", "Face verification on LFW from super-resolved 16×16 faces: accuracy (%), PSNR (dB), "
                "SSIM and parameters (M = 1024²)",
                TABLE3, (Column("acc", "ACC (%)", "acc", ("lfw/test",), True, 2),

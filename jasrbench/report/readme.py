@@ -52,6 +52,29 @@ def _data_section(report: Report, params: dict[str, Any] | None) -> list[str]:
     return lines + [""]
 
 
+def _health_section(report: Report) -> list[str]:
+    """Which models learned nothing in this profile: PSNR below bicubic's, NME not below the mean-shape floor."""
+    results = report.results
+    lines = ["## Training health", "",
+             "A super-resolution model whose PSNR is below bicubic's, or a landmark model whose NME is not below "
+             "the no-learning floor (`mean_shape`: the mean training shape in the crop, whatever the face), "
+             f"**{tables.HEALTH_LABEL}**; the tables footnote such values instead of ranking them.", ""]
+    missing = [ref for metric, (ref, _) in tables.HEALTH_REFERENCES.items() if not results.has_model(ref)]
+    if missing:
+        lines += [f"Not checkable here for {', '.join(f'`{m}`' for m in missing)} absent from this profile's "
+                  "results.", ""]
+    flagged = tables.health_report(results)
+    if flagged:
+        lines += ["| model | split | metric | value | no-learning reference |", "|---|---|---|---|---|"]
+        for f in flagged:
+            lines.append(f"| `{f['model']}` | `{f['split']}` | {f['metric'].upper()} | {f['value']:.2f} | "
+                         f"{f['reference']:.2f} (`{f['reference_model']}`): {tables.HEALTH_LABEL} |")
+        lines.append("")
+    else:
+        lines += ["Every checked value beats its no-learning reference.", ""]
+    return lines
+
+
 def render(report: Report, params: dict[str, Any] | None = None, commit: str | None = None) -> str:
     results = report.results
     profile = results.profile
@@ -77,6 +100,7 @@ def render(report: Report, params: dict[str, Any] | None = None, commit: str | N
         lines += ["> The `smoke` profile trains tiny models for a few steps on a slice of the data: its numbers test "
                   "the pipeline, not the methods. Compare with the paper on the `paper` profile.", ""]
     lines += _data_section(report, params)
+    lines += _health_section(report)
     lines += ["## Tables", "",
               "Each table is in `tables/` as LaTeX (`.tex`, a booktabs `table` float: `\\usepackage{booktabs}`, "
               "then `\\input{}`), CSV (one row per cell, with the exact intervals and paired tests) and Markdown.",

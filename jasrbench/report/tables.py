@@ -134,6 +134,7 @@ class Cell:
     n: int | None = None
     paper: float | None = None
     note: str | None = None  # why ``mean`` is missing
+    flag: str | None = None  # training-health footnote: the model did not learn in this profile
     paper_note: str | None = None  # why ``paper`` is missing
     best: bool = False
     ranked: bool = True
@@ -172,7 +173,7 @@ class Table:
         for row in self.rows:
             for col in self.columns:
                 cell = self.cell(row, col.key)
-                order += [t for t in (cell.note, cell.paper_note if self.with_paper else None) if t]
+                order += [t for t in (cell.note, cell.flag, cell.paper_note if self.with_paper else None) if t]
         letters: dict[str, str] = {}
         for text in order:
             if text not in letters:
@@ -231,9 +232,10 @@ def _split_reason(results: Results, split: str, models: Iterable[str]) -> str:
 
 def fill_cell(results: Results, row: paper.Row, column: paper.Column, split: str | None) -> Cell:
     cell = Cell(row.label, column.key, split=split, metric=row.metric_override.get(column.metric, column.metric),
-                paper=row.reported.get(column.key), ranked=not row.reference)
+                paper=row.reported.get(column.key), ranked=not (row.reference or row.floor))
     if cell.paper is None:
-        cell.paper_note = "not reported in the paper"
+        cell.paper_note = ("not in the paper: the no-learning floor of this benchmark" if row.floor
+                           else "not reported in the paper")
     candidates = row.models_for(column.metric)
     model = next((m for m in candidates if results.has_model(m)), None)
     if model is None:
@@ -289,7 +291,7 @@ def mark_best(table: Table) -> None:
     """Bold the best value of each column (ties at the printed precision all bold)."""
     for col in table.columns:
         cells = [table.cell(r, col.key) for r in table.rows]
-        ranked = [c for c in cells if c.ranked and c.mean is not None]
+        ranked = [c for c in cells if c.ranked and c.mean is not None and not c.flag]
         if not ranked:
             continue
         shown = [round(c.mean, col.decimals) for c in ranked]
@@ -351,6 +353,10 @@ def build_paper_table(results: Results, spec: paper.PaperTable) -> Table:
     tested = [v for _, v in sorted(sizes.items())]
     table = Table(spec.name, caption, spec.columns, [r.label for r in rows], cells, True, column_notes, notes,
                   title=f"Table {spec.number}")
+    flags = training_health(results)
+    for cell in cells.values():
+        if cell.mean is not None and cell.ranked:
+            cell.flag = flags.get((cell.model, cell.split, cell.metric))
     mark_best(table)
     mark_significance(table, results)
     table.legend = _legend(table, spec, tested)
@@ -358,6 +364,54 @@ def build_paper_table(results: Results, spec: paper.PaperTable) -> Table:
 
 
 _METRIC_NAMES = {"psnr": "PSNR", "ssim": "SSIM", "nme": "NME", "acc": "ACC", "params": "Params"}
+
+
+# --- training health --------------------------------------------------------------------------------
+HEALTH_LABEL = "did not learn in this profile"
+# metric → (the no-learning reference model, True if a learned model must be above it)
+HEALTH_REFERENCES = {"psnr": ("bicubic", True), "nme": (paper.FLOOR_MODEL, False)}
+
+
+def training_health(results: Results) -> dict[tuple[str, str, str], str]:
+    """(model, split, metric) → why the model did not learn, for every value no better than no learning.
+
+    A super-resolution model whose mean PSNR is below bicubic's on the same split, or a landmark model
+    whose mean NME is not below the mean-shape floor's (``mean_shape``: the mean training shape, whatever
+    the face), has learned nothing useful in this profile's schedule. Where the reference model was not
+    evaluated on the split, nothing can be said and nothing is flagged.
+    """
+    flags: dict[tuple[str, str, str], str] = {}
+    for model, entries in results.models.items():
+        for split, entry in entries.items():
+            if not entry.get("available", True):
+                continue
+            for metric, (reference, higher) in HEALTH_REFERENCES.items():
+                value = (entry.get(metric) or {}).get("mean") if isinstance(entry.get(metric), dict) else None
+                ref_entry = results.entry(reference, split) or {}
+                ref = (ref_entry.get(metric) or {}).get("mean") if isinstance(ref_entry.get(metric), dict) else None
+                if model == reference or value is None or ref is None:
+                    continue
+                if (value < ref) if higher else (value >= ref):
+                    name = _METRIC_NAMES.get(metric, metric)
+                    unit = " dB" if metric == "psnr" else ""
+                    if higher:
+                        why = f"its {name} is below bicubic's ({ref:.2f}{unit}) on {split}"
+                    else:
+                        why = f"its {name} is not below the no-learning mean-shape floor ({ref:.2f}) on {split}"
+                    flags[(model, split, metric)] = f"{HEALTH_LABEL}: {why}"
+    return flags
+
+
+def health_report(results: Results) -> list[dict[str, Any]]:
+    """The flagged values as records (model, split, metric, value, reference, why), sorted."""
+    out = []
+    for (model, split, metric), why in sorted(training_health(results).items()):
+        reference = HEALTH_REFERENCES[metric][0]
+        out.append({"model": model, "split": split, "metric": metric,
+                    "value": float(results.entry(model, split)[metric]["mean"]),
+                    "reference_model": reference,
+                    "reference": float(results.entry(reference, split)[metric]["mean"]), "why": why})
+    return out
 
 
 def _legend(table: Table, spec: paper.PaperTable, tested: list[str]) -> list[str]:
@@ -475,6 +529,8 @@ def render_ours(cell: Cell, col: paper.Column, style: _Style, marks: dict[str, s
         text += f" {style.pm} {_fmt(hw, col.decimals)}"
     if cell.significant:
         text += style.dagger
+    if cell.flag:  # a model that did not learn is never shown as a plain number
+        text += style.mark(marks[cell.flag])
     return text
 
 
@@ -577,7 +633,7 @@ def to_records(table: Table) -> pd.DataFrame:
                 "vs": t.get("against"), "diff": t.get("mean_diff"), "diff_ci_low": t.get("ci_low"),
                 "diff_ci_high": t.get("ci_high"), "p_bootstrap": t.get("p_bootstrap"),
                 "p_wilcoxon": t.get("p_wilcoxon"), "significant": c.significant if c.test else None,
-                "note": c.note, "paper_note": c.paper_note,
+                "note": c.note, "flag": c.flag, "paper_note": c.paper_note,
             })
     return pd.DataFrame(recs)
 

@@ -18,6 +18,7 @@ SMALL: dict[str, dict] = {
     "fsrnet": dict(n_feats=8, prior_feats=8, coarse_blocks=1, encoder_blocks=1, decoder_blocks=1, hg_depth=2),
     "superfan": dict(n_feats=8, n_blocks=(1, 1, 1, 1), fan_feats=16, fan_depth=2),
     "cpm": dict(vgg_widths=(8, 8, 8, 8), n_feats=8, stage1_feats=8),
+    "mean_shape": {},
 }
 for _name in available():  # JASRNet and its ablations: 8 features, 1/8 of the shared blocks
     if _name.startswith("jasrnet"):
