@@ -20,7 +20,7 @@ Profile schema (see ``pipelines/paper.yaml`` for the documented full example)::
 
     profile: NAME
     seed: 0
-    data:      {prepared: DIR, datasets: {NAME: {raw: DIR, stand_in: TEXT?, skip_bad: BOOL?}}}
+    data:      {prepared: DIR, protocol: paper|clean, datasets: {NAME: {raw: DIR, stand_in: TEXT?, skip_bad: BOOL?}}}
     train:     {...}   # optimizer, schedule, batch, augmentation, slice sizes
     evaluate:  {...}   # batch size, slice sizes, recognizer, bootstrap
     models:    {REGISTRY_NAME: {tables: [..], overrides: {..}, train_on: {DATASET: [SPLIT, ..]}}}
@@ -94,6 +94,12 @@ def validate(params: dict[str, Any], where: str = PARAMS_FILE) -> None:
 
     names = set(available())
     datasets = params["data"].get("datasets", {})
+    protocol = params["data"].get("protocol")
+    if protocol is not None:
+        from .data.protocols import PROTOCOLS
+
+        if protocol not in PROTOCOLS:
+            raise ConfigError(f"{where}: data.protocol: unknown protocol {protocol!r}; choose one of {sorted(PROTOCOLS)}")
     for model, entry in params["models"].items():
         base = (entry or {}).get("arch", model)
         if base not in names:
@@ -115,18 +121,20 @@ def derive_dag(params: dict[str, Any]) -> dict[str, Any]:
     prepared = params["data"]["prepared"]
     dag: dict[str, Any] = {"prepare": {}, "train": {}, "evaluate": {}, "evaluate_untrained": {}}
     for dataset, entry in params["data"]["datasets"].items():
-        dag["prepare"][dataset] = {"raw": entry["raw"], "out": f"{prepared}/{dataset}"}
+        dag["prepare"][dataset] = {"raw": entry["raw"], "out": f"{prepared}/{dataset}",
+                                   "skip_bad": bool(entry.get("skip_bad", False))}
     for model, entry in params["models"].items():
         entry = entry or {}
         arch = entry.get("arch", model)
         trainable = getattr(spec(arch).builder, "trainable", True)
+        code = _model_code_slots(arch)
         for dataset, splits in (entry.get("train_on") or {}).items():
             rid = run_id(model, dataset)
             if trainable:
                 dag["train"][rid] = {
                     "model": model,
                     "dataset": dataset,
-                    "code": _module_file(spec(arch).builder),
+                    **code,
                     "train_split": split_file(prepared, f"{dataset}/train"),
                     "out": f"models/{profile}/{rid}",
                     "results": f"results/{profile}/train/{rid}",
@@ -136,6 +144,7 @@ def derive_dag(params: dict[str, Any]) -> dict[str, Any]:
                 item = {
                     "model": model,
                     "run": rid,
+                    **code,
                     "split": split,
                     "split_dir": f"{prepared}/{split.partition('/')[0]}",
                     "out": f"results/{profile}/eval/{rid}/{split.replace('/', '_')}",
@@ -153,6 +162,20 @@ class _NoAliasDumper(yaml.SafeDumper):
 
     def ignore_aliases(self, data: Any) -> bool:
         return True
+
+
+def _model_code_slots(arch: str) -> dict[str, str]:
+    """``code``/``code2``: the model's own file and the other model file it imports (superfan → fsrnet.py).
+
+    DVC cannot splice a list into ``deps``, so ``dvc.yaml`` declares two slots (``code2`` repeats
+    ``code`` when there is nothing else; DVC accepts the duplicate). The files every model shares
+    (base.py, blocks.py, registry.py, ...) are declared in ``dvc.yaml`` directly, and
+    tests/pipeline/test_dvc_deps.py fails if a model ever imports more than the slots hold.
+    """
+    from . import deps
+
+    files = deps.model_specific_code(arch)
+    return {"code": files[0], "code2": files[1] if len(files) > 1 else files[0]}
 
 
 def _module_file(obj: Any) -> str:

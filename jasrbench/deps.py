@@ -120,3 +120,16 @@ def stage_code(entry_modules: Iterable[str], arch: str | None = None) -> list[st
 def code_digest(files: Iterable[str], root: Path = REPO_ROOT) -> dict[str, str]:
     """SHA-256 (first 16 hex digits) of each file's content, keyed by its repository-relative path."""
     return {f: hashlib.sha256((root / f).read_bytes()).hexdigest()[:16] for f in sorted(files)}
+
+
+# Model files declared for every train/evaluate stage in dvc.yaml; the rest of a model's closure
+# under jasrbench/models/ is model-specific and travels in the derived dag (config.derive_dag).
+SHARED_MODEL_FILES = frozenset(f"{PACKAGE}/models/{n}" for n in (
+    "__init__.py", "base.py", "blocks.py", "registry.py", "adversarial.py"))
+
+
+def model_specific_code(arch: str) -> list[str]:
+    """The model's own file first, then the other model files it imports (e.g. superfan → fsrnet.py)."""
+    own = module_file(model_module(arch)).relative_to(PACKAGE_DIR.parent).as_posix()
+    rest = [f for f in model_code(arch) if f != own and f not in SHARED_MODEL_FILES]
+    return [own, *rest]

@@ -3,13 +3,18 @@
 For each face a reader yields (:mod:`.w300`, :mod:`.helen`, :mod:`.aflw`,
 :mod:`.lfw`): the face box (the min/max of the visible landmarks; AFLW: its
 annotated box; LFW-layout sets: the central square of :func:`.crop.lfw_face_box`,
-or ``--lfw-crop mtcnn``), the square crop of :func:`.crop.crop_face` (margin
-1.3, HR 128², plus the 192² context crop for training splits), the LR image
-:func:`.degrade.make_lr` (antialiased bicubic ×8, 8-bit), the landmarks moved
+or ``--lfw-crop mtcnn``), the square crop of :func:`.crop.crop_face` (the
+protocol's margin, HR 128², plus the 192² context crop for training splits), the
+LR image :func:`.degrade.make_lr` (×8 by the protocol's kernel, 8-bit), the landmarks moved
 with the crop's mapping, and ``boxes`` = the face box in HR pixels, clamped to
 the HR image (the metrics' region; for AFLW its √(w·h) is the NME
 normalizer). Each split goes to ``<out>/<split>.npz`` (:func:`.split.save_split`),
 and ``<out>/summary.json`` records what was built, what could not be and why.
+
+``--protocol {paper,clean}`` (:mod:`.protocols`; default: the active
+``params.yaml``'s ``data.protocol``, else ``paper``) fixes the crop margin and
+the LR kernel; every split file and the summary record it, and ``train`` and
+``evaluate`` refuse a split of another protocol than their model's.
 
 Landmarks outside the image: a visible point outside the photograph's area
 (0-based pixel centres, the area is [−0.5, W − 0.5] × [−0.5, H − 0.5]) by more
@@ -47,7 +52,7 @@ from tqdm import tqdm
 
 from ..errors import DataError
 from ..io import atomic_write_json, read_json
-from . import crop, degrade
+from . import crop, degrade, protocols
 from .images import load_rgb
 from .landmarks import landmark_box
 from .records import BadInput, DatasetPlan, FaceRecord
@@ -137,7 +142,8 @@ class MtcnnBoxes:
 
 
 def crop_record(rec: FaceRecord, image: np.ndarray, *, outside_policy: str,
-                box_rule: Callable[[np.ndarray], np.ndarray | None] | None = None) -> CroppedFace:
+                box_rule: Callable[[np.ndarray], np.ndarray | None] | None = None,
+                margin: float = crop.MARGIN) -> CroppedFace:
     """Crop one face out of its decoded photograph (see the module doc)."""
     h, w = image.shape[:2]
     points, visible = rec.points, rec.visible.copy()
@@ -171,7 +177,7 @@ def crop_record(rec: FaceRecord, image: np.ndarray, *, outside_policy: str,
             raise DataError(rec.annotation, "no visible landmark to make a face box from")
         box = landmark_box(points, visible)
     try:
-        hr, context, mapping = crop.crop_face(image, box)
+        hr, context, mapping = crop.crop_face(image, box, margin=margin)
     except ValueError as exc:
         raise DataError(rec.annotation, f"cannot crop the face: {exc}") from exc
     pts_hr = mapping.apply(points) if len(points) else np.zeros((0, 2), dtype=np.float32)
@@ -180,7 +186,7 @@ def crop_record(rec: FaceRecord, image: np.ndarray, *, outside_policy: str,
     return CroppedFace(hr, context, pts_hr.astype(np.float32), visible, box_hr, made_invisible, fallback)
 
 
-def _crop_group(records: list[FaceRecord], policy: str, box_rule) -> list[CroppedFace | DataError]:
+def _crop_group(records: list[FaceRecord], policy: str, box_rule, margin: float) -> list[CroppedFace | DataError]:
     """Decode one photograph once and crop each of its faces; errors are returned, not raised."""
     try:
         image = load_rgb(records[0].image)
@@ -189,14 +195,14 @@ def _crop_group(records: list[FaceRecord], policy: str, box_rule) -> list[Croppe
     out: list[CroppedFace | DataError] = []
     for rec in records:
         try:
-            out.append(crop_record(rec, image, outside_policy=policy, box_rule=box_rule))
+            out.append(crop_record(rec, image, outside_policy=policy, box_rule=box_rule, margin=margin))
         except DataError as exc:
             out.append(exc)
     return out
 
 
 def crop_all(records: list[FaceRecord], bad: BadInput, *, policy: str, box_rule=None, workers: int = 1,
-             desc: str = "prepare") -> dict[str, CroppedFace]:
+             desc: str = "prepare", margin: float = crop.MARGIN) -> dict[str, CroppedFace]:
     """Crop every face (photographs decoded once, in a thread pool); face name → result."""
     groups: dict[Path, list[FaceRecord]] = {}
     for rec in records:
@@ -206,7 +212,7 @@ def crop_all(records: list[FaceRecord], bad: BadInput, *, policy: str, box_rule=
     with tqdm(total=len(records), desc=desc, unit="face", mininterval=1.0) as bar, \
             ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         try:
-            for group, outcome in zip(items, pool.map(lambda g: _crop_group(g, policy, box_rule), items), strict=True):
+            for group, outcome in zip(items, pool.map(lambda g: _crop_group(g, policy, box_rule, margin), items), strict=True):
                 for rec, res in zip(group, outcome, strict=True):
                     if isinstance(res, DataError):
                         bad.handle(res, "face")
@@ -219,9 +225,9 @@ def crop_all(records: list[FaceRecord], bad: BadInput, *, policy: str, box_rule=
     return results
 
 
-def make_lr_batch(hr: np.ndarray) -> np.ndarray:
+def make_lr_batch(hr: np.ndarray, protocol: str | protocols.Protocol | None = None) -> np.ndarray:
     """N×128×128×3 uint8 → N×16×16×3 uint8, :func:`degrade.make_lr` in chunks."""
-    out = [degrade.to_uint8(degrade.make_lr(degrade.to_tensor(hr[i : i + LR_CHUNK])))
+    out = [degrade.to_uint8(degrade.make_lr(degrade.to_tensor(hr[i : i + LR_CHUNK]), protocol=protocol))
            for i in range(0, len(hr), LR_CHUNK)]
     return np.concatenate(out) if out else np.zeros((0, degrade.LR_SIZE, degrade.LR_SIZE, 3), np.uint8)
 
@@ -252,7 +258,13 @@ def _swap_in(tmp: Path, out: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def _metadata(plan: DatasetPlan, split: str, crop_rule: str, with_context: bool) -> dict[str, Any]:
+def _protocol_info(p: protocols.Protocol) -> dict[str, Any]:
+    return {"protocol": p.name, "margin": p.margin, "degradation": f"{p.kernel} x8, quantized to 8 bits",
+            "jpeg_quality": p.jpeg_quality}
+
+
+def _metadata(plan: DatasetPlan, split: str, crop_rule: str, with_context: bool,
+              protocol: protocols.Protocol) -> dict[str, Any]:
     meta = {
         "dataset": plan.dataset,
         "split": split,
@@ -261,10 +273,9 @@ def _metadata(plan: DatasetPlan, split: str, crop_rule: str, with_context: bool)
         "hr_size": degrade.HR_SIZE,
         "lr_size": degrade.LR_SIZE,
         "scale": degrade.SCALE,
-        "margin": crop.MARGIN,
+        **_protocol_info(protocol),
         "context_factor": crop.CONTEXT_FACTOR,
         "crop_rule": crop_rule,
-        "degradation": "antialiased bicubic x8 (torch, Keys a=-0.5), quantized to 8 bits",
         "outside_points": plan.outside_policy,
     }
     if with_context:
@@ -273,7 +284,8 @@ def _metadata(plan: DatasetPlan, split: str, crop_rule: str, with_context: bool)
 
 
 def build_split(plan: DatasetPlan, split: str, records: list[FaceRecord], crops: dict[str, CroppedFace],
-                crop_rule: str, bad: BadInput) -> PreparedSplit | None:
+                crop_rule: str, bad: BadInput, protocol: protocols.Protocol | None = None) -> PreparedSplit | None:
+    protocol = protocols.get(protocol)
     kept = [r for r in records if r.name in crops]
     if not kept:
         return None
@@ -283,12 +295,12 @@ def build_split(plan: DatasetPlan, split: str, records: list[FaceRecord], crops:
     k = plan.num_points
     result = PreparedSplit(
         hr=hr,
-        lr=make_lr_batch(hr),
+        lr=make_lr_batch(hr, protocol),
         landmarks=np.stack([f.points for f in faces]).reshape(len(faces), k, 2).astype(np.float32),
         visible=np.stack([f.visible for f in faces]).reshape(len(faces), k).astype(bool),
         boxes=np.stack([f.box for f in faces]).astype(np.float32),
         names=np.asarray([r.name for r in kept], dtype=str),
-        metadata=_metadata(plan, split, crop_rule, with_context),
+        metadata=_metadata(plan, split, crop_rule, with_context, protocol),
         context=np.stack([f.context for f in faces]) if with_context else None,
     )
     if any(r.identity is not None for r in kept):
@@ -313,9 +325,12 @@ def build_split(plan: DatasetPlan, split: str, records: list[FaceRecord], crops:
 
 def prepare(dataset: str, raw: str | Path, out: str | Path, *, skip_bad: bool = False, lfw_crop: str = "central",
             pairs: str | Path | None = None, workers: int | None = None,
-            reader_options: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Prepare ``dataset`` from ``raw`` into ``out``; returns the summary written to ``out/summary.json``."""
+            reader_options: dict[str, Any] | None = None,
+            protocol: str | protocols.Protocol | None = None) -> dict[str, Any]:
+    """Prepare ``dataset`` from ``raw`` into ``out`` under ``protocol`` (default ``paper``); returns the summary
+    written to ``out/summary.json``."""
     dataset = dataset.lower()
+    proto = protocols.get(protocol)
     if dataset not in DATASETS:
         raise DataError(None, f"unknown dataset {dataset!r}: choose from {', '.join(DATASETS)}")
     if lfw_crop not in LFW_CROPS:
@@ -349,7 +364,7 @@ def prepare(dataset: str, raw: str | Path, out: str | Path, *, skip_bad: bool = 
             box_rule = lambda image: crop.lfw_face_box(*image.shape[:2])  # noqa: E731
             crop_rule = f"central: the central square of side min(H, W)/{crop.LFW_BOX_SCALE} (LFW's Viola-Jones box)"
     crops = crop_all(list(unique.values()), bad, policy=plan.outside_policy, box_rule=box_rule, workers=workers,
-                     desc=f"prepare {dataset}")
+                     desc=f"prepare {dataset} ({proto.name})", margin=proto.margin)
 
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
@@ -358,7 +373,7 @@ def prepare(dataset: str, raw: str | Path, out: str | Path, *, skip_bad: bool = 
         unavailable = dict(plan.unavailable)
         split_info: dict[str, Any] = {}
         for split, records in plan.splits.items():
-            result = build_split(plan, split, records, crops, crop_rule, bad)
+            result = build_split(plan, split, records, crops, crop_rule, bad, proto)
             if result is None:
                 unavailable[split] = (f"all {len(records)} faces were skipped as bad input" if records
                                       else f"no faces found for {split} under {raw}")
@@ -387,7 +402,7 @@ def prepare(dataset: str, raw: str | Path, out: str | Path, *, skip_bad: bool = 
             "lr_size": degrade.LR_SIZE,
             "scale": degrade.SCALE,
             "context_size": crop.context_size(),
-            "margin": crop.MARGIN,
+            **_protocol_info(proto),
             "context_factor": crop.CONTEXT_FACTOR,
             "crop_rule": crop_rule,
             "outside_points": plan.outside_policy,
@@ -419,21 +434,45 @@ def read_summary(out: str | Path) -> dict[str, Any]:
 
 # ---------------------------------------------------------------- CLI
 
+def _yes_no(value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in ("true", "yes", "1"):
+        return True
+    if lowered in ("false", "no", "0"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")
+
+
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("dataset", choices=DATASETS, help="which reader: 300w, helen, aflw, lfw (any LFW-layout set)")
     parser.add_argument("--raw", required=True, help="the raw dataset folder (its official layout)")
     parser.add_argument("--out", required=True, help="output folder: <split>.npz per split + summary.json")
-    parser.add_argument("--skip-bad", action="store_true",
+    # `--skip-bad` alone or `--skip-bad true|false` (dvc.yaml passes data.datasets.NAME.skip_bad).
+    parser.add_argument("--skip-bad", nargs="?", const=True, default=False, type=_yes_no, metavar="BOOL",
                         help="skip bad files/faces/pairs (logged, counted, listed in summary.json) instead of stopping")
     parser.add_argument("--lfw-crop", choices=LFW_CROPS, default="central",
                         help="LFW-layout face box: central square (default) or facenet-pytorch's MTCNN")
     parser.add_argument("--pairs", help="LFW-layout pairs file (default: RAW/pairs.txt)")
     parser.add_argument("--workers", type=int, default=None, help="decoding threads (default: min(4, CPUs))")
+    parser.add_argument("--protocol", choices=sorted(protocols.PROTOCOLS), default=None,
+                        help="degradation protocol: paper (the authors' crop and LR, calibrated) or clean "
+                             "(margin 1.3, antialiased); default: params.yaml's data.protocol, else paper")
+
+
+def default_protocol(params_file: str | Path = "params.yaml") -> str:
+    """The active profile's ``data.protocol`` (``params.yaml`` in the current directory), else ``paper``."""
+    from ..config import PARAMS_FILE, load_yaml
+
+    path = Path(params_file or PARAMS_FILE)
+    if not path.is_file():
+        return protocols.DEFAULT
+    name = (load_yaml(path).get("data") or {}).get("protocol") or protocols.DEFAULT
+    return protocols.get(name).name
 
 
 def run(args: argparse.Namespace) -> int:
     summary = prepare(args.dataset, args.raw, args.out, skip_bad=args.skip_bad, lfw_crop=args.lfw_crop,
-                      pairs=args.pairs, workers=args.workers)
+                      pairs=args.pairs, workers=args.workers, protocol=args.protocol or default_protocol())
     parts = [f"{k}: {v}" for k, v in summary["faces"].items()]
     parts += [f"{k}: unavailable ({v})" for k, v in summary["unavailable"].items()]
     print(f"prepared {summary['dataset']} → {args.out}: " + "; ".join(parts))

@@ -1,0 +1,104 @@
+"""dvc.yaml declares every source file each stage runs (issue 10 item 2).
+
+Each stage's real code is the static import closure of the module its command
+runs, plus its model's module for train/evaluate stages (``jasrbench.deps``:
+the same closure ``train`` fingerprints a run with). DVC itself resolves
+``dvc.yaml`` against ``params.yaml`` here, so the check sees exactly the deps
+``dvc repro`` compares. A file missing from a stage's deps would let a code
+change leave that stage's results stale.
+"""
+
+from __future__ import annotations
+
+import shutil
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from jasrbench import config, deps
+from jasrbench.paths import REPO_ROOT
+
+# The module each stage's command runs (`jasrbench COMMAND` → its module, jasrbench/cli.py).
+ENTRY = {"prepare": "jasrbench.data.prepare", "train": "jasrbench.train", "evaluate": "jasrbench.evaluate",
+         "evaluate_untrained": "jasrbench.evaluate", "collect": "jasrbench.collect", "report": "jasrbench.report.build"}
+
+
+def declared_deps(root: Path) -> dict[str, list[str]]:
+    """{stage address: its dependency paths} as DVC resolves ``root/dvc.yaml`` with ``root/params.yaml``."""
+    from dvc.repo import Repo
+
+    with Repo(str(root)) as repo:
+        return {s.name: [d.def_path for d in s.deps] for s in repo.index.stages}
+
+
+def required_code(root: Path) -> dict[str, list[str]]:
+    """{stage address: every package file its command imports}, from ``root/params.yaml``'s dag."""
+    params = config.load_params(root / "params.yaml")
+    dag = config.derive_dag(params)
+    required = {"collect": deps.stage_code([ENTRY["collect"]]), "report": deps.stage_code([ENTRY["report"]])}
+    for section, items in dag.items():
+        for key, item in items.items():
+            arch = config.model_entry(params, item["model"])["arch"] if "model" in item else None
+            required[f"{section}@{key}"] = deps.stage_code([ENTRY[section]], arch)
+    return required
+
+
+def missing_deps(root: Path) -> list[str]:
+    """One line per (undeclared file, stage loop): ``train@* (21 stages) runs X; dvc.yaml does not declare it``."""
+    declared = declared_deps(root)
+    problems, gaps = [], {}
+    for stage, files in required_code(root).items():
+        if stage not in declared:
+            problems.append(f"{stage}: no such stage in dvc.yaml")
+            continue
+        covered = [d.rstrip("/") for d in declared[stage]]
+        for f in files:
+            if not any(f == d or f.startswith(d + "/") for d in covered):
+                gaps.setdefault((stage.partition("@")[0], f), []).append(stage)
+    for (loop, f), stages in sorted(gaps.items()):
+        where = stages[0] if len(stages) == 1 else f"{loop}@* ({len(stages)} stages, e.g. {stages[0]})"
+        problems.append(f"{where} runs {f}; dvc.yaml does not declare it")
+    return problems
+
+
+def _dvc_copy(tmp_path: Path) -> Path:
+    """dvc.yaml, params.yaml and .dvc/config in a folder of their own (DVC without git)."""
+    root = tmp_path / "repo"
+    (root / ".dvc").mkdir(parents=True)
+    shutil.copy2(REPO_ROOT / "dvc.yaml", root / "dvc.yaml")
+    shutil.copy2(REPO_ROOT / "params.yaml", root / "params.yaml")
+    (root / ".dvc" / "config").write_text("[core]\n    no_scm = true\n")
+    return root
+
+
+def test_closure_follows_model_imports():
+    """The two imports the issue found undeclared: Super-FAN builds on FSRNet, TDAE on URDGN."""
+    assert "jasrbench/models/fsrnet.py" in deps.stage_code([ENTRY["train"]], "superfan")
+    assert "jasrbench/models/urdgn.py" in deps.stage_code([ENTRY["train"]], "tdae")
+    # Registration imports every architecture; one model's closure must not hold another's file.
+    assert "jasrbench/models/vdsr.py" not in deps.stage_code([ENTRY["train"]], "jasrnet")
+    assert {"jasrbench/metrics/image_quality.py", "jasrbench/data/heatmaps.py"} <= set(
+        deps.stage_code([ENTRY["evaluate"]], "jasrnet"))
+
+
+def test_every_stage_declares_its_import_closure():
+    problems = missing_deps(REPO_ROOT)
+    assert problems == [], "dvc.yaml misses code dependencies:\n" + "\n".join(problems)
+
+
+def test_a_removed_dependency_line_is_caught(tmp_path):
+    root = _dvc_copy(tmp_path)
+    text = (root / "dvc.yaml").read_text()
+    line = "        - jasrbench/data/heatmaps.py\n"
+    assert line in text
+    (root / "dvc.yaml").write_text(text.replace(line, "", 1))  # its first use: the train loop
+    problems = missing_deps(root)
+    assert problems and all("jasrbench/data/heatmaps.py" in p for p in problems), problems
+    assert all(p.startswith("train@") for p in problems), problems
+
+
+@pytest.mark.parametrize("arch", ["superfan", "tdae"])
+def test_derived_dag_carries_the_model_files_its_model_imports(arch):
+    slots = config._model_code_slots(arch)
+    assert set(deps.model_specific_code(arch)) == {slots["code"], slots["code2"]}, textwrap.shorten(str(slots), 200)
