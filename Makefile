@@ -29,9 +29,11 @@ test: install
 	@$(VENV)/bin/python -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc
 
-# `make reproduce PROFILE=cpu` switches params.yaml to another profile first.
+# `make reproduce PROFILE=cpu` switches params.yaml to another profile first; otherwise
+# params.yaml's derived `dag` section is re-derived from its hand-edited content (written only on change).
 reproduce: install
-	@if [ -n "$(PROFILE)" ]; then $(VENV)/bin/jasrbench profile use $(PROFILE); fi
+	@if [ -n "$(PROFILE)" ]; then $(VENV)/bin/jasrbench profile use $(PROFILE); \
+	else $(VENV)/bin/jasrbench profile sync; fi
 	PATH="$(abspath $(VENV))/bin:$$PATH" $(VENV)/bin/dvc repro
 
 mlflow-ui: install

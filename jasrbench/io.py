@@ -39,13 +39,14 @@ def _default_mode() -> int:
 def atomic_path(path: str | Path, suffix: str | None = None) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` on success.
 
-    On any exception the temporary file is removed and ``path`` is untouched.
+    On any exception the temporary file is removed and ``path`` is untouched. The temporary
+    name is ``.NAME.XXXX.tmp`` (``.NAME.XXXX.tmp.SUFFIX`` when a writer needs the extension,
+    e.g. matplotlib): ``.gitignore`` and ``.dvcignore`` cover both, so what a hard kill leaves
+    in a stage's output folder is neither committed nor cached by DVC.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(
-        prefix=f".{path.name}.", suffix=suffix if suffix is not None else ".tmp", dir=path.parent
-    )
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{suffix or ''}", dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     try:
