@@ -67,7 +67,7 @@ Batch independence
     fused multiply-add, BLAS or a library reduction, whose rounding depends on
     the shapes and threads around an image), on whole images (never on a crop
     that depends on the neighbours), sums as fixed pairwise folds
-    (:func:`fixed_order_sum`), and the final logarithm in Python per image.
+    (:func:`jasrbench.numerics.fixed_order_sum`), and the final logarithm in Python per image.
     The Gaussian filter is separable, 'valid', as 11 shifted multiply–adds per
     axis; SSIM needs four filtered maps (see ``_ssim_maps``), computed in
     float32 on signals centred on each image's HR mean (removes the
@@ -85,6 +85,8 @@ from typing import Literal
 
 import numpy as np
 import torch
+
+from ..numerics import fixed_order_sum
 
 Convention = Literal["standard", "jasrnet-code"]
 Region = Literal["face", "image"]
@@ -183,26 +185,6 @@ def box_regions(boxes, height: int, width: int, device=None) -> torch.Tensor:
 def _range_mask(lo: torch.Tensor, hi: torch.Tensor, size: int, dtype: torch.dtype) -> torch.Tensor:
     idx = torch.arange(size, device=lo.device)
     return ((idx[None, :] >= lo[:, None]) & (idx[None, :] <= hi[:, None])).to(dtype)
-
-
-def fixed_order_sum(values: torch.Tensor) -> torch.Tensor:
-    """Sum over the last two dims of N×H×W in an order fixed by H and W alone.
-
-    Pairwise folds (zero-padded to a power of two; adding 0 is exact) made of
-    elementwise additions, so each image's sum has the same rounding whatever
-    the batch around it and the number of threads (library reductions split
-    their work by the tensor's total size).
-    """
-    for _ in range(2):
-        size = values.shape[-1]
-        width = 1 << max(size - 1, 0).bit_length()
-        if width != size:
-            values = torch.nn.functional.pad(values, (0, width - size))
-        while values.shape[-1] > 1:
-            half = values.shape[-1] // 2
-            values = values[..., :half] + values[..., half:]
-        values = values[..., 0]
-    return values
 
 
 def _region_mean(values: torch.Tensor, r0, r1, c0, c1) -> torch.Tensor:

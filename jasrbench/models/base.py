@@ -4,7 +4,10 @@
 :class:`ModelOutput` with ``sr`` (B×3×128×128) and ``heatmaps`` (a list with
 one B×(K+1)×h×w tensor per supervised stage, or ``None`` for SR-only models).
 A model that works on the bicubic-upsampled image calls :meth:`FaceModel.upsample`
-(the one shared implementation, :func:`jasrbench.data.degrade.upsample`).
+(the one shared implementation, :func:`jasrbench.data.degrade.upsample`, with the
+kernel of the model's degradation protocol ``model.protocol``: ``paper`` by
+default, set by ``train`` from the training split and restored from the
+checkpoint; see :mod:`jasrbench.data.protocols`).
 
 Each model knows its own loss (:meth:`FaceModel.loss`), so one training loop
 serves all of them. A training batch is a dict with
@@ -24,10 +27,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from ..data import degrade, heatmaps
+from ..data import degrade, heatmaps, protocols
+from ..numerics import fixed_order_mean, fixed_order_sum
 
 
 @dataclass
@@ -49,6 +52,7 @@ class FaceModel(nn.Module):
     heatmap_stride: HR pixels per heatmap cell (8 → 16×16 maps).
     sr_loss: ``"l1"`` or ``"mse"`` (mean over pixels).
     trainable: False for models without weights (bicubic): no training stage.
+    protocol: the degradation protocol (``paper`` | ``clean``) whose bicubic :meth:`upsample` uses.
     """
 
     paper: str = ""
@@ -59,6 +63,7 @@ class FaceModel(nn.Module):
     sr_loss: str = "l1"
     scale: int = degrade.SCALE
     trainable: bool = True
+    protocol: str = protocols.DEFAULT
 
     def __init__(self, num_points: int = 68, alpha: float = 1.0):
         super().__init__()
@@ -67,8 +72,13 @@ class FaceModel(nn.Module):
 
     # -- shared pieces ------------------------------------------------------------
     def upsample(self, lr: torch.Tensor) -> torch.Tensor:
-        """Bicubic ×scale of the LR input (no gradient needed through it)."""
-        return degrade.upsample(lr, self.scale)
+        """Bicubic ×scale of the LR input by the model's protocol (no gradient needed through it)."""
+        return degrade.upsample(lr, self.scale, protocol=self.protocol)
+
+    def set_protocol(self, protocol: str) -> FaceModel:
+        """Use ``protocol``'s bicubic upsampling (checked by name); returns the model."""
+        self.protocol = protocols.get(protocol).name
+        return self
 
     @property
     def heatmap_size(self) -> int:
@@ -93,16 +103,17 @@ class FaceModel(nn.Module):
 
     def sr_loss_value(self, sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
         sr, hr = sr.float(), hr.float()
+        # Fixed-order sums: a logged loss must not change with the thread count (jasrbench/numerics.py).
         if self.sr_loss == "l1":
-            return F.l1_loss(sr, hr)
+            return fixed_order_mean((sr - hr).abs())
         if self.sr_loss == "mse":
-            return F.mse_loss(sr, hr)
+            return fixed_order_mean((sr - hr).square())
         raise ValueError(f"unknown sr_loss {self.sr_loss!r}")
 
     def heatmap_loss_value(self, stages: list[torch.Tensor], target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """JASRNet's heatmap loss: squared error summed over masked maps and all stages, / (2·B)."""
         m = mask.to(target.dtype).unsqueeze(-1).unsqueeze(-1)
-        total = sum(((s.float() - target) ** 2 * m).sum() for s in stages)
+        total = sum(fixed_order_sum((s.float() - target) ** 2 * m, 4) for s in stages)
         return total / (2 * target.shape[0])
 
     def loss(self, output: ModelOutput, batch: dict) -> dict[str, torch.Tensor]:

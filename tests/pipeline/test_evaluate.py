@@ -74,6 +74,15 @@ def test_trained_landmark_model(prepared_root, tmp_path):
     assert ced["fraction"].is_monotonic_increasing and 0 <= ced["fraction"].min() and ced["fraction"].max() <= 1
     per_image = pd.read_csv(tmp_path / "eval" / "per_image.csv")
     assert len(per_image) == 24 and per_image["nme"].notna().all()
+    # One thread instead of two: the same summary, byte for byte (no number depends on the thread count).
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1 if threads > 1 else 2)
+    try:
+        evaluate(str(tmp_path / "ckpt" / "model.pt"), "300w/common", tmp_path / "eval1", params)
+    finally:
+        torch.set_num_threads(threads)
+    for name in ("summary.json", "per_image.csv", "ced.csv"):
+        assert (tmp_path / "eval1" / name).read_bytes() == (tmp_path / "eval" / name).read_bytes(), name
 
 
 @pytest.fixture(scope="module")
