@@ -65,9 +65,11 @@ Batch independence
     (the regression gate, the paired tests and the byte-for-byte rerun test rely
     on it). Hence only IEEE-exact elementwise operations (``+ − × ÷``, never a
     fused multiply-add, BLAS or a library reduction, whose rounding depends on
-    the shapes and threads around an image), on whole images (never on a crop
-    that depends on the neighbours), sums as fixed pairwise folds
-    (:func:`jasrbench.numerics.fixed_order_sum`), and the final logarithm in Python per image.
+    the shapes and threads around an image); a pixel's value then does not
+    depend on the crop it is computed in, so each chunk is filtered on the union
+    of its regions and put back on a whole-image canvas; sums are fixed pairwise
+    folds over that canvas (:func:`jasrbench.numerics.fixed_order_sum`); the
+    final logarithm is taken in Python, per image.
     The Gaussian filter is separable, 'valid', as 11 shifted multiply–adds per
     axis; SSIM needs four filtered maps (see ``_ssim_maps``), computed in
     float32 on signals centred on each image's HR mean (removes the
