@@ -100,10 +100,13 @@ def validate(params: dict[str, Any], where: str = PARAMS_FILE) -> None:
 
         if protocol not in PROTOCOLS:
             raise ConfigError(f"{where}: data.protocol: unknown protocol {protocol!r}; choose one of {sorted(PROTOCOLS)}")
+    check_train(params["train"], f"{where}: train")
     for model, entry in params["models"].items():
         base = (entry or {}).get("arch", model)
         if base not in names:
             raise ConfigError(f"{where}: models.{model}: unknown model {base!r}; registered: {sorted(names)}")
+        if (entry or {}).get("train"):
+            check_train({**params["train"], **entry["train"]}, f"{where}: models.{model}.train", only=entry["train"])
         for dataset, splits in ((entry or {}).get("train_on") or {}).items():
             if dataset not in datasets:
                 raise ConfigError(f"{where}: models.{model}.train_on: dataset {dataset!r} not in data.datasets")
@@ -113,13 +116,89 @@ def validate(params: dict[str, Any], where: str = PARAMS_FILE) -> None:
                     raise ConfigError(f"{where}: models.{model}: split {split!r} names a dataset not in data.datasets")
 
 
+# --- the train section: checked when params are loaded, before any stage does work (issue 10) ----------
+_SELECT = ("auto", "psnr", "nme")
+
+
+def _number(value: Any, key: str, *, integer: bool = False) -> float:
+    try:  # YAML 1.1 reads "1e-3" (no dot) as a string: numbers are coerced, not type-checked
+        if isinstance(value, bool):
+            raise ValueError
+        number = float(value)
+        if integer and number != int(number):
+            raise ValueError
+    except (TypeError, ValueError):
+        raise ConfigError(f"{key} must be {'an integer' if integer else 'a number'}, got {value!r}") from None
+    return number
+
+
+def _at_least(value: Any, key: str, low: float, *, integer: bool = False, strict: bool = False) -> None:
+    number = _number(value, key, integer=integer)
+    if number < low or (strict and number == low):
+        raise ConfigError(f"{key} must be {'>' if strict else '>='} {low:g}, got {value!r}")
+
+
+def check_train(train: dict[str, Any], key: str, only: dict[str, Any] | None = None) -> None:
+    """One-line ConfigError naming ``key.FIELD`` for an unknown or out-of-range training setting.
+
+    ``only``: check just these fields (a model's ``train`` overrides, merged over the profile's).
+    """
+    from .data.augment import AugmentConfig
+    from .train import TrainConfig
+
+    known = set(TrainConfig.__dataclass_fields__)
+    for name in sorted(set(only if only is not None else train) - known):
+        raise ConfigError(f"{key}.{name}: unknown key; known: {', '.join(sorted(known))}")
+    fields = set(only if only is not None else train)
+    rules = {"epochs": (1, True, False), "batch_size": (1, True, False), "val_faces": (1, True, False),
+             "eval_batch_size": (1, True, False), "checkpoint_every": (0, True, False), "lr": (0, False, True),
+             "weight_decay": (0, False, False), "gamma": (0, False, True), "copies_per_epoch": (0, False, True),
+             "adversarial_weight": (0, False, False), "perceptual_weight": (0, False, False),
+             "discriminator_width": (1, True, False)}
+    for name, (low, integer, strict) in rules.items():
+        if name in fields and name in train:
+            _at_least(train[name], f"{key}.{name}", low, integer=integer, strict=strict)
+    if "max_faces" in fields and train.get("max_faces") is not None:
+        _at_least(train["max_faces"], f"{key}.max_faces", 1, integer=True)
+    if "milestones" in fields:
+        if not isinstance(train["milestones"], list):
+            raise ConfigError(f"{key}.milestones must be a list of epochs, got {train['milestones']!r}")
+        for m in train["milestones"]:
+            _at_least(m, f"{key}.milestones", 1, integer=True)
+    if "betas" in fields:
+        betas = train["betas"]
+        if not isinstance(betas, list) or len(betas) != 2 or not all(0 <= _number(b, f"{key}.betas") < 1 for b in betas):
+            raise ConfigError(f"{key}.betas must be two numbers in [0, 1), got {betas!r}")
+    if "select" in fields and train["select"] not in _SELECT:
+        raise ConfigError(f"{key}.select must be one of {', '.join(_SELECT)}, got {train['select']!r}")
+    if "augment" in fields:
+        augment = train["augment"] or {}
+        if not isinstance(augment, dict):
+            raise ConfigError(f"{key}.augment must be a mapping, got {augment!r}")
+        allowed = set(AugmentConfig.__dataclass_fields__)
+        for name in sorted(set(augment) - allowed):
+            raise ConfigError(f"{key}.augment.{name}: unknown key; known: {', '.join(sorted(allowed))}")
+        if "scale" in augment:
+            scale = augment["scale"]
+            if (not isinstance(scale, list) or len(scale) != 2
+                    or not 0 < _number(scale[0], f"{key}.augment.scale") <= _number(scale[1], f"{key}.augment.scale")):
+                raise ConfigError(f"{key}.augment.scale must be [low, high] with 0 < low <= high, got {scale!r}")
+        for name in ("rotation", "translate"):
+            if name in augment:
+                _at_least(augment[name], f"{key}.augment.{name}", 0)
+        if "flip" in augment and not 0 <= _number(augment["flip"], f"{key}.augment.flip") <= 1:
+            raise ConfigError(f"{key}.augment.flip must be a probability in [0, 1], got {augment['flip']!r}")
+
+
 def derive_dag(params: dict[str, Any]) -> dict[str, Any]:
     """The stage lists of ``dvc.yaml`` derived from a profile."""
     from .models import spec
 
     profile = params["profile"]
     prepared = params["data"]["prepared"]
-    dag: dict[str, Any] = {"prepare": {}, "train": {}, "evaluate": {}, "evaluate_untrained": {}}
+    from .pretrain import pretrained_file, settings as pretrain_settings, stage_key
+
+    dag: dict[str, Any] = {"prepare": {}, "pretrain": {}, "train": {}, "evaluate": {}, "evaluate_untrained": {}}
     for dataset, entry in params["data"]["datasets"].items():
         dag["prepare"][dataset] = {"raw": entry["raw"], "out": f"{prepared}/{dataset}",
                                    "skip_bad": bool(entry.get("skip_bad", False))}
@@ -130,11 +209,26 @@ def derive_dag(params: dict[str, Any]) -> dict[str, Any]:
         code = _model_code_slots(arch)
         for dataset, splits in (entry.get("train_on") or {}).items():
             rid = run_id(model, dataset)
+            # ``init``: what the training stage starts from besides its code — the pretrained
+            # landmark network when the profile asks for one (Super-FAN's FAN), else the model's code
+            # again (DVC cannot interpolate a missing key; a duplicate dependency is accepted).
+            init = code["code"]
+            part = getattr(spec(arch).builder, "pretrain_part", None)
+            if trainable and pretrain_settings(params, model) is not None:
+                if not part:
+                    raise ConfigError(f"models.{model}.pretrain: {arch} has no landmark network to pretrain")
+                init = pretrained_file(profile, model, part, dataset)
+                dag["pretrain"][stage_key(model, part, dataset)] = {
+                    "model": model, "dataset": dataset, **code,
+                    "train_split": split_file(prepared, f"{dataset}/train"),
+                    "out": str(Path(init).parent), "results": f"results/{profile}/pretrain/{stage_key(model, part, dataset)}",
+                }
             if trainable:
                 dag["train"][rid] = {
                     "model": model,
                     "dataset": dataset,
                     **code,
+                    "init": init,
                     "train_split": split_file(prepared, f"{dataset}/train"),
                     "out": f"models/{profile}/{rid}",
                     "results": f"results/{profile}/train/{rid}",

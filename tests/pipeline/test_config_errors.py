@@ -1,0 +1,90 @@
+"""Bad configuration and bad checkpoints: one line naming the key or file, exit status 1, before any work.
+
+Every case runs the real CLI (``jasrbench train`` / ``evaluate``) in-process and checks the exact
+message: a traceback, a second line or a failure after an epoch would all fail here.
+"""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+import torch
+import yaml
+from pipeline_helpers import tiny_params, write_params
+
+from jasrbench.cli import main
+from jasrbench.train import train
+
+
+def _run(capsys, *argv) -> str:
+    rc = main([*map(str, argv)])
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if line.startswith("jasrbench ")]
+    assert rc == 1 and len(errors) == 1 and "Traceback" not in err, (rc, err[-3000:])
+    return errors[0]
+
+
+def _train(capsys, params_file, out, model="jasrnet"):
+    return _run(capsys, "train", model, "--dataset", "300w", "--params", params_file, "--out", out)
+
+
+BAD_TRAIN = [  # (dotted key, value, the message after "jasrbench train: error: <params file>: ")
+    ("train.augment.rotate", 10, "train.augment.rotate: unknown key; known: flip, rotation, scale, translate"),
+    ("train.val_faces", 0, "train.val_faces must be >= 1, got 0"),
+    ("train.batch_size", 0, "train.batch_size must be >= 1, got 0"),
+    ("train.epochs", 0, "train.epochs must be >= 1, got 0"),
+    ("train.lr", -1.0e-4, "train.lr must be > 0, got -0.0001"),
+    ("models.jasrnet.train", {"lr": -1}, "models.jasrnet.train.lr must be > 0, got -1"),
+    ("models.jasrnet.arch", "jasrnet_xl", "models.jasrnet: unknown model 'jasrnet_xl'; registered: "),
+]
+
+
+@pytest.mark.parametrize(("key", "value", "message"), BAD_TRAIN, ids=[c[0] for c in BAD_TRAIN])
+def test_bad_train_settings_are_one_line_errors_naming_the_key(tmp_path, capsys, key, value, message):
+    params = tiny_params(tmp_path / "prepared")  # never read: the error comes first
+    node = params
+    *parents, last = key.split(".")
+    for part in parents:
+        node = node.setdefault(part, {})
+    node[last] = value
+    params_file = tmp_path / "params.yaml"  # edited by hand: `profile sync` has not run
+    params_file.write_text(yaml.safe_dump(params, sort_keys=False))
+    line = _train(capsys, params_file, tmp_path / "out")
+    assert line.startswith(f"jasrbench train: error: {params_file}: {message}"), line
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_model_outside_the_profile_or_registry_is_named(tmp_path, capsys):
+    params_file = write_params(tmp_path, tiny_params(tmp_path / "prepared"))
+    assert _train(capsys, params_file, tmp_path / "out", model="jasrnet_xl") == (
+        "jasrbench train: error: model 'jasrnet_xl' is not in the profile's `models`")
+
+
+def test_truncated_or_foreign_checkpoints_are_named(prepared_root, tmp_path, capsys):
+    params = tiny_params(prepared_root, epochs=1)
+    params_file = write_params(tmp_path, params)
+    done = tmp_path / "done"
+    train("jasrnet", "300w", params, done, stop_after_steps=1)  # an unfinished run: last.pt only
+    last = (done / "last.pt").read_bytes()
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "last.pt").write_bytes(last[: len(last) // 2])
+    assert _train(capsys, params_file, out).startswith(
+        f"jasrbench train: error: {out / 'last.pt'}: not a loadable checkpoint, truncated or not written by torch (")
+    torch.save({"state_dict": {}}, out / "last.pt")
+    assert _train(capsys, params_file, out) == f"jasrbench train: error: {out / 'last.pt'}: not a jasrbench checkpoint"
+
+    # evaluate: a truncated model.pt, and a resume state given where a trained model belongs.
+    model = tmp_path / "model.pt"
+    model.write_bytes(last[: len(last) // 3])
+    evaluate = ("evaluate", model, "--split", "300w/common", "--params", params_file, "--out", tmp_path / "eval")
+    assert _run(capsys, *evaluate).startswith(
+        f"jasrbench evaluate: error: {model}: not a loadable checkpoint, truncated or not written by torch (")
+    shutil.copy2(done / "last.pt", model)
+    assert _run(capsys, *evaluate) == (
+        f"jasrbench evaluate: error: {model}: is a resume state (last.pt), not a trained model (model.pt)")
+    assert _run(capsys, "evaluate", "jasrnet_xl", *evaluate[2:]).startswith(
+        "jasrbench evaluate: error: unknown model 'jasrnet_xl'; available: ")
+    assert not (tmp_path / "eval").exists()
