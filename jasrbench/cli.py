@@ -18,6 +18,7 @@ from .errors import JasrbenchError
 COMMANDS: dict[str, tuple[str, str]] = {
     "download": ("jasrbench.data.download", "download a public dataset (300W, LFW) with SHA-256 checks"),
     "prepare": ("jasrbench.data.prepare", "prepare a raw dataset into HR/LR split files"),
+    "pretrain": ("jasrbench.pretrain", "pretrain a joint model's landmark network on HR faces (Super-FAN's FAN)"),
     "train": ("jasrbench.train", "train one model on one prepared dataset"),
     "evaluate": ("jasrbench.evaluate", "evaluate a checkpoint (or bicubic) on a prepared test split"),
     "collect": ("jasrbench.collect", "merge evaluation summaries into results/<profile>/metrics.json"),
@@ -25,6 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "check": ("jasrbench.report.check", "regression gate: compare metrics with expected values"),
     "enhance": ("jasrbench.enhance", "super-resolve and landmark tiny faces in your own images"),
     "profile": ("jasrbench.config", "show or switch the profile params.yaml selects"),
+    "calibrate": ("jasrbench.data.calibrate", "Bicubic row on 300W common over crop margins × protocols (calibration)"),
 }
 
 

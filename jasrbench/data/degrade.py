@@ -1,15 +1,19 @@
-"""The ×8 degradation and the bicubic upsampling every model shares (DESIGN §2 items 2–3).
+"""The ×8 degradation and the bicubic upsampling every model shares (DESIGN §2 "Preparation").
 
-Both directions use torch's antialiased bicubic resampling (Keys kernel with
-a = −0.5, the kernel stretched by the scale factor when downscaling), which is
-MATLAB ``imresize``'s kernel; it agrees with PIL's ``Image.BICUBIC`` resize of
-float images to about 1e-4 (PIL's 8-bit path rounds and clips between its two
-1-D passes, so it differs by a grey level or more on a small fraction of
-pixels). The only difference from MATLAB is at the image border, where MATLAB
-pads symmetrically and torch/PIL renormalize the truncated kernel.
+Two kernels, chosen by the named protocol (:mod:`jasrbench.data.protocols`):
 
-An LR image is an 8-bit image: :func:`make_lr` quantizes after downscaling, so
-an LR made on the fly during training equals the stored prepared LR.
+- ``paper``: torch's **non-antialiased** bicubic (``antialias=False``): cubic convolution with
+  Keys a = −0.75, pixel-centre aligned (``align_corners=False``), border pixels replicated — the
+  kernel of OpenCV's ``INTER_CUBIC``, which the authors' code used for LR and upsampling
+  (tests/data/test_data_degrade.py checks both directions against OpenCV on real faces). When
+  downscaling ×8 it samples 4 of every 8×8 pixels' neighbourhood, so it aliases, as theirs did.
+- ``clean``: torch's antialiased bicubic (Keys a = −0.5, kernel stretched by the scale factor when
+  downscaling): MATLAB ``imresize``'s kernel; agrees with PIL's ``Image.BICUBIC`` on float images
+  (MATLAB pads the border symmetrically, torch/PIL renormalize the truncated kernel).
+
+Everything is batched in torch (B×C×H×W). An LR image is an 8-bit image: :func:`make_lr`
+quantizes after downscaling (and JPEG-compresses if the protocol says so, through PIL), so an LR made on the
+fly during training equals the stored prepared LR.
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from . import protocols
 
 SCALE = 8
 HR_SIZE = 128
@@ -28,27 +34,50 @@ def quantize(x: torch.Tensor) -> torch.Tensor:
     return x.clamp(0, 1).mul(255).round().div(255)
 
 
-def resize_bicubic(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Antialiased bicubic resize of a B×C×H×W float batch, clamped to [0, 1]."""
+def resize(x: torch.Tensor, size: tuple[int, int], *, antialias: bool) -> torch.Tensor:
+    """Bicubic resize of a B×C×H×W float batch (see the module doc for the two kernels), clamped to [0, 1]."""
     if x.dim() != 4:
         raise ValueError(f"expected a B×C×H×W batch, got shape {tuple(x.shape)}")
     dtype = x.dtype
-    out = F.interpolate(x.float(), size=size, mode="bicubic", antialias=True, align_corners=False)
+    out = F.interpolate(x.float(), size=size, mode="bicubic", antialias=antialias, align_corners=False)
     return out.clamp(0, 1).to(dtype)
 
 
-def make_lr(hr: torch.Tensor, scale: int = SCALE) -> torch.Tensor:
-    """HR batch in [0, 1] → LR batch (H/scale × W/scale), quantized to 8 bits."""
+def resize_bicubic(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Antialiased bicubic resize (the crops' and the recognizers' resampling, either protocol)."""
+    return resize(x, size, antialias=True)
+
+
+def jpeg(x: torch.Tensor, quality: int) -> torch.Tensor:
+    """JPEG-compress and decode an 8-bit-valued [0, 1] batch (PIL's libjpeg, 4:2:0; the LR is tiny: a loop is cheap)."""
+    import io
+
+    from PIL import Image
+
+    if not 1 <= int(quality) <= 100:
+        raise ValueError(f"JPEG quality must be 1…100, got {quality}")
+    out = []
+    for image in to_uint8(x):
+        buf = io.BytesIO()
+        Image.fromarray(image).save(buf, format="JPEG", quality=int(quality))
+        out.append(np.asarray(Image.open(buf).convert("RGB")))
+    return to_tensor(np.stack(out)).to(device=x.device, dtype=x.dtype)
+
+
+def make_lr(hr: torch.Tensor, scale: int = SCALE, protocol: str | protocols.Protocol | None = None) -> torch.Tensor:
+    """HR batch in [0, 1] → LR batch (H/scale × W/scale), 8-bit, by ``protocol``'s kernel (default ``paper``)."""
+    p = protocols.get(protocol)
     h, w = hr.shape[-2:]
     if h % scale or w % scale:
         raise ValueError(f"HR size {h}×{w} is not divisible by the scale {scale}")
-    return quantize(resize_bicubic(hr, (h // scale, w // scale)))
+    lr = quantize(resize(hr, (h // scale, w // scale), antialias=p.antialias))
+    return jpeg(lr, p.jpeg_quality) if p.jpeg_quality else lr
 
 
-def upsample(lr: torch.Tensor, scale: int = SCALE) -> torch.Tensor:
-    """LR batch → bicubic-upsampled batch (the input of VDSR, JASRNet, CPM, …) in [0, 1]."""
+def upsample(lr: torch.Tensor, scale: int = SCALE, protocol: str | protocols.Protocol | None = None) -> torch.Tensor:
+    """LR batch → bicubic-upsampled batch (the input of VDSR, JASRNet, CPM, …; the Bicubic row) in [0, 1]."""
     h, w = lr.shape[-2:]
-    return resize_bicubic(lr, (h * scale, w * scale))
+    return resize(lr, (h * scale, w * scale), antialias=protocols.get(protocol).antialias)
 
 
 def to_tensor(images: np.ndarray) -> torch.Tensor:

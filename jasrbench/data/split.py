@@ -7,7 +7,7 @@ byte-identically for identical inputs by :func:`jasrbench.io.save_arrays`):
 array                  shape / dtype         meaning
 =====================  ====================  ==========================================
 ``hr``                 N×128×128×3 uint8     the face crop at HR
-``lr``                 N×16×16×3 uint8       HR ↓8, antialiased bicubic, 8-bit
+``lr``                 N×16×16×3 uint8       HR ↓8 by the protocol's kernel, 8-bit
 ``landmarks``          N×K×2 float32         0-based pixel centres (x, y) in HR pixels
 ``visible``            N×K bool              annotated (AFLW marks invisible points)
 ``boxes``              N×4 float32           face box (x0, y0, x1, y1) in HR pixels:
@@ -25,8 +25,10 @@ array                  shape / dtype         meaning
 K is 0 for sets without landmarks (LFW). The HR crop is the central
 ``HR_SIZE`` square of the context crop, so context landmarks are the HR
 landmarks shifted by ``(C − HR_SIZE)/2``. ``metadata`` (JSON member) records the
-format version, dataset, split, points, sizes, margin, context factor, crop
-rule and mirror permutation.
+format version, dataset, split, points, sizes, the degradation protocol
+(``protocol``: ``paper`` or ``clean``, :mod:`.protocols`) with its margin and
+kernel, context factor, crop rule and mirror permutation. Format 2 added the
+protocol: a format-1 file is refused (re-run prepare).
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ import numpy as np
 from ..errors import DataError
 from ..io import load_arrays, save_arrays
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 _REQUIRED = ("hr", "lr", "landmarks", "visible", "boxes", "names")
 _OPTIONAL = ("identities", "context", "pairs", "pair_same", "pair_fold")
 
@@ -62,6 +64,11 @@ class PreparedSplit:
 
     def __len__(self) -> int:
         return len(self.hr)
+
+    @property
+    def protocol(self) -> str:
+        """The degradation protocol the split was prepared with (``paper`` or ``clean``)."""
+        return str(self.metadata.get("protocol", "clean"))
 
     @property
     def num_points(self) -> int:

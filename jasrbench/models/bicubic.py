@@ -1,7 +1,9 @@
 """Bicubic ×8 upsampling: the no-learning baseline of every table (0 parameters).
 
-Input: LR 16×16. Output: the shared antialiased bicubic upsampling
-(:func:`jasrbench.data.degrade.upsample`), no heatmaps. Parameters: 0.
+Input: LR 16×16. Output: the shared bicubic upsampling of the model's protocol
+(:func:`jasrbench.data.degrade.upsample`: non-antialiased cubic a = −0.75 under
+``paper``, antialiased a = −0.5 under ``clean``), batched in torch, no heatmaps.
+Parameters: 0.
 """
 
 from __future__ import annotations

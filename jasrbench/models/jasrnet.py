@@ -10,7 +10,7 @@ Architecture (n = ``n_feats`` = 128, every conv 3×3 with bias, padding 1)
 --------------------------------------------------------------------------
 ::
 
-    x   = head(sub_mean(bicubic×8(lr)))                       conv 3→n          128²
+    x   = head(sub_mean(bicubic×8(lr)))   sub_mean: (x − μ)/σ  conv 3→n          128²
     H0  = encoder_a(x)            2 × (ResBlock + ReLU)                          128²
     b   = encoder_b1(H0)          maxpool, 3 × (ResBlock + ReLU)     (H1)        64²
     c   = encoder_c1(maxpool(b))  4 × (ResBlock + ReLU)              (H2)        32²
@@ -20,7 +20,7 @@ Architecture (n = ``n_feats`` = 128, every conv 3×3 with bias, padding 1)
     feat = feat + f               (eq. 2; "concat": conv 2n→n on [feat, f])
     SR:  s = sr_feature(feat)     2 × ResBlock(res_scale 0.1), conv n→n
          s = s + long_connection(x)   3 × (conv n→n + maxpool 2): 128² → 16²
-         sr = add_mean(conv n→3(Upsampler×8(s)))   3 × (conv n→4n + PixelShuffle 2)
+         sr = add_mean(conv n→3(Upsampler×8(s)))   3 × (conv n→4n + PixelShuffle 2); add_mean: (y + μ)/σ
     Alignment (CPM): xf = cpm_feature(feat)   2 × (ResBlock + ReLU), conv n→n
          stage 1: 2 × (ResBlock + ReLU), conv n→K+1
          stage t ≥ 2 on [xf, maps_{t−1}]: conv n+K+1→n + ReLU,
@@ -42,10 +42,16 @@ How each ambiguity of the description was resolved (the count decides)
   ``add_mean`` (SR output) and ``sub_mean_cpm`` — a third shift the authors'
   model creates for the alignment branch but never calls in ``forward``. It is
   kept (frozen, unused) only so the count matches the published one; it has
-  no effect on any output. Mean/std: EDSR's DIV2K mean (0.4488, 0.4371,
-  0.4040), std 1, per DESIGN §3 "EDSR style". (The released code passes
-  ImageNet mean/std, whose ``add_mean`` with std ≠ 1 is not the inverse of
-  ``sub_mean``; with std 1 it is, so SR output = network output + mean.)
+  no effect on any output.
+- Normalization (``normalization``): ``"imagenet"`` (default) is the authors'
+  released code, the code that produced the paper's numbers: EDSR's
+  ``MeanShift`` with ImageNet μ = (0.485, 0.456, 0.406), σ = (0.229, 0.224,
+  0.225), i.e. input ``(x − μ)/σ`` and SR output ``(y + μ)/σ`` — not an inverse
+  pair (the output's σ divides the mean too), but what they trained, so the
+  network learns ``y = σ·sr − μ``. ``"div2k"`` is EDSR's DIV2K mean (0.4488,
+  0.4371, 0.4040) with σ = 1, where ``add_mean`` is the inverse of ``sub_mean``
+  (SR = network output + mean); the suite's default before the paper protocol.
+  Either way the shifts are frozen and the parameter count is the same.
 - "+ conv after the branch": the SR branch's conv n→n follows its two
   ResBlocks, *before* the long connection is added; the CPM feature's conv
   n→n follows its two ResBlock+ReLU pairs. The shared 32 blocks have no
@@ -84,6 +90,11 @@ from .blocks import MeanShift, ResBlock, Upsampler, default_conv
 from .registry import register
 
 TASKS = ("both", "sr", "align")
+# Mean/std of the frozen mean shifts: the authors' released code ("imagenet") or EDSR's DIV2K mean, σ = 1.
+NORMALIZATIONS = {
+    "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+    "div2k": ((0.4488, 0.4371, 0.4040), (1.0, 1.0, 1.0)),
+}
 FUSION_MODES = ("add", "concat")
 
 
@@ -148,7 +159,7 @@ class JASRNet(FaceModel):
     Switches (keywords, paper defaults): ``n_feats`` 128, ``n_shared_blocks`` 32,
     ``n_stages`` 3, ``num_points`` 68, ``fusion`` True, ``fusion_mode`` "add" |
     "concat", ``long_skip`` True, ``tasks`` "both" | "sr" | "align", ``alpha`` 1,
-    ``init_std`` 0.01.
+    ``init_std`` 0.01, ``normalization`` "imagenet" (the authors' code) | "div2k".
 
     Parameters (all of ``parameters()``, including the 12 frozen mean-shift
     parameters per shift; in brackets /1024², the paper's unit):
@@ -184,8 +195,13 @@ class JASRNet(FaceModel):
         tasks: str = "both",
         alpha: float = 1.0,
         init_std: float = 0.01,
+        normalization: str = "imagenet",
     ):
         super().__init__(num_points=num_points, alpha=alpha)
+        if normalization not in NORMALIZATIONS:
+            raise ConfigError(f"JASRNet: normalization must be one of {sorted(NORMALIZATIONS)}, got {normalization!r}")
+        self.normalization = normalization
+        mean, std = NORMALIZATIONS[normalization]
         if tasks not in TASKS:
             raise ConfigError(f"JASRNet: tasks must be one of {TASKS}, got {tasks!r}")
         if fusion_mode not in FUSION_MODES:
@@ -208,7 +224,7 @@ class JASRNet(FaceModel):
         self.long_skip = bool(long_skip) and self.predicts_sr
 
         # Mean shifts: frozen 1×1 convs, counted as parameters like the authors' code.
-        self.sub_mean = MeanShift(sign=-1, frozen_params=True)
+        self.sub_mean = MeanShift(rgb_mean=mean, rgb_std=std, sign=-1, frozen_params=True)
 
         # Shared encoder (always present: it is the path to the shared features).
         self.head = default_conv(3, n, 3)
@@ -225,7 +241,7 @@ class JASRNet(FaceModel):
                 self.fuse = default_conv(2 * n, n, 3)
 
         if self.predicts_sr:
-            self.add_mean = MeanShift(sign=+1, frozen_params=True)
+            self.add_mean = MeanShift(rgb_mean=mean, rgb_std=std, sign=+1, frozen_params=True)
             self.sr_feature = nn.Sequential(
                 ResBlock(n, 3, res_scale=0.1), ResBlock(n, 3, res_scale=0.1), default_conv(n, n, 3)
             )
@@ -237,7 +253,7 @@ class JASRNet(FaceModel):
 
         if self.predicts_landmarks:
             # The authors' third mean shift: created, never used in forward (see docstring).
-            self.sub_mean_cpm = MeanShift(sign=-1, frozen_params=True)
+            self.sub_mean_cpm = MeanShift(rgb_mean=mean, rgb_std=std, sign=-1, frozen_params=True)
             self.cpm_feature = nn.Sequential(*_res_relu(n, 2), default_conv(n, n, 3))
             stages = [nn.Sequential(*_res_relu(n, 2), default_conv(n, parts, 3))]
             for _ in range(1, n_stages):

@@ -125,11 +125,25 @@ def test_init_is_normal_001_with_zero_biases():
     assert abs(weights.std().item() - 0.01) < 1e-4
     assert abs(weights.mean().item()) < 1e-5
     assert all(c.bias is not None and torch.equal(c.bias, torch.zeros_like(c.bias)) for c in convs)
-    # the mean shifts keep their fixed values (not re-initialized)
-    mean = torch.tensor([0.4488, 0.4371, 0.4040])
+    # the mean shifts keep their fixed values (not re-initialized): the authors' ImageNet μ, σ
+    mean, std = torch.tensor([0.485, 0.456, 0.406]), torch.tensor([0.229, 0.224, 0.225])
     for shift, sign in ((model.sub_mean, -1), (model.add_mean, 1), (model.sub_mean_cpm, -1)):
-        assert torch.equal(shift.weight.view(3, 3), torch.eye(3))
-        torch.testing.assert_close(shift.bias, sign * mean)
+        torch.testing.assert_close(shift.weight.view(3, 3), torch.diag(1 / std))
+        torch.testing.assert_close(shift.bias, sign * mean / std)
+
+
+def test_normalization_is_the_authors_and_div2k_is_a_named_option():
+    x = torch.rand(2, 3, 128, 128)
+    mean, std = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1), torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    model = small("jasrnet")
+    torch.testing.assert_close(model.sub_mean(x), (x - mean) / std)
+    torch.testing.assert_close(model.add_mean(x), (x + mean) / std)  # not sub_mean's inverse: as released
+    div2k = small("jasrnet", normalization="div2k")
+    torch.testing.assert_close(div2k.add_mean(div2k.sub_mean(x)), x)
+    torch.testing.assert_close(div2k.sub_mean(x), x - torch.tensor([0.4488, 0.4371, 0.4040]).view(1, 3, 1, 1))
+    assert sum(p.numel() for p in build("jasrnet", normalization="div2k").parameters()) == 19_885_814
+    with pytest.raises(ConfigError, match="normalization"):
+        build("jasrnet", normalization="cifar")
 
 
 def test_init_std_is_a_keyword():
