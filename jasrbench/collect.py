@@ -4,9 +4,17 @@ The result is DVC's metrics file for the profile and the input of the report
 and the regression gate::
 
     {"profile": "smoke",
-     "models": {MODEL: {SPLIT: {"available": true, "trained_on": "300w", "params": N,
+     "runs": {RUN: {"model": MODEL, "trained_on": "300w",
+                    "splits": {SPLIT: {"available": true, "params": N, "psnr": {"mean": …, …}, …}}}},
+     "models": {MODEL: {SPLIT: {"run": RUN, "available": true, "trained_on": "300w", "params": N,
                                 "psnr": {"mean": …, "ci_low": …, "ci_high": …, "n": …}, …}}},
      "stand_in": {"lfw": "…"}}
+
+``runs`` holds every evaluation, keyed by run (model × training dataset) and
+split, so a model trained on two datasets and evaluated on the same split keeps
+both. ``models`` is the view the tables and the regression gate read: one run
+per model and split, chosen by :func:`jasrbench.config.table_run_dataset` (the
+run trained on the split's own dataset, else the only one), named in ``run``.
 """
 
 from __future__ import annotations
@@ -25,7 +33,7 @@ def collect(params: dict[str, Any], root: str | Path = ".") -> dict[str, Any]:
     """Read the summaries of every evaluation stage of the profile's DAG."""
     root = Path(root)
     dag = cfgmod.derive_dag(params)
-    models: dict[str, dict[str, Any]] = {}
+    runs: dict[str, dict[str, Any]] = {}
     for section in ("evaluate", "evaluate_untrained"):
         for item in dag[section].values():
             path = root / item["out"] / "summary.json"
@@ -38,9 +46,30 @@ def collect(params: dict[str, Any], root: str | Path = ".") -> dict[str, Any]:
                 if not all(math.isfinite(v) for v in _numbers(value)):
                     raise DataError(path, f"metric {key} is not finite: {value}")
                 entry[key] = value
-            models.setdefault(item["model"], {})[item["split"]] = entry
+            run = runs.setdefault(item["run"], {"model": item["model"], "trained_on": _run_dataset(item),
+                                                "splits": {}})
+            run["splits"][item["split"]] = entry
     stand_in = {name: d["stand_in"] for name, d in params["data"]["datasets"].items() if d.get("stand_in")}
-    return {"profile": params["profile"], "models": models, **({"stand_in": stand_in} if stand_in else {})}
+    return {"profile": params["profile"], "runs": runs, "models": table_view(runs),
+            **({"stand_in": stand_in} if stand_in else {})}
+
+
+def _run_dataset(item: dict[str, Any]) -> str:
+    """The training dataset of an evaluation's run (``<model>-<dataset>``, config.run_id)."""
+    return item["run"][len(item["model"]) + 1:]
+
+
+def table_view(runs: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """MODEL → SPLIT → the entry of the run the tables show (``run`` names it)."""
+    by_model: dict[tuple[str, str], dict[str, str]] = {}
+    for rid, run in runs.items():
+        for split in run["splits"]:
+            by_model.setdefault((run["model"], split), {})[run["trained_on"]] = rid
+    models: dict[str, dict[str, Any]] = {}
+    for (model, split), candidates in sorted(by_model.items()):
+        rid = candidates[cfgmod.table_run_dataset(split, sorted(candidates))]
+        models.setdefault(model, {})[split] = {"run": rid, **runs[rid]["splits"][split]}
+    return models
 
 
 def _numbers(value: Any) -> list[float]:

@@ -114,6 +114,31 @@ def validate(params: dict[str, Any], where: str = PARAMS_FILE) -> None:
                 split_dataset = split.partition("/")[0]
                 if split_dataset not in datasets:
                     raise ConfigError(f"{where}: models.{model}: split {split!r} names a dataset not in data.datasets")
+        evaluated: dict[str, list[str]] = {}
+        for dataset, splits in ((entry or {}).get("train_on") or {}).items():
+            for split in splits:
+                evaluated.setdefault(split, []).append(dataset)
+        for split, trained_on in evaluated.items():
+            try:
+                table_run_dataset(split, trained_on)
+            except ConfigError as exc:
+                raise ConfigError(f"{where}: models.{model}.train_on: {exc}") from None
+
+
+def table_run_dataset(split: str, trained_on: list[str]) -> str:
+    """Which training dataset's run a model's row shows for ``split`` when several runs evaluate it.
+
+    The run trained on the split's own dataset (300w/common → the 300w run); otherwise the only
+    run there is. Two runs from other datasets are ambiguous: an error, never a choice by the
+    profile's order. ``collect`` keeps every run in ``metrics.json``'s ``runs`` either way.
+    """
+    if len(trained_on) == 1:
+        return trained_on[0]
+    own = split.partition("/")[0]
+    if own in trained_on:
+        return own
+    raise ConfigError(f"split {split!r} is evaluated by runs trained on {', '.join(trained_on)} and none on {own}: "
+                      "the tables need one run per model and split")
 
 
 # --- the train section: checked when params are loaded, before any stage does work (issue 10) ----------
@@ -196,7 +221,7 @@ def derive_dag(params: dict[str, Any]) -> dict[str, Any]:
 
     profile = params["profile"]
     prepared = params["data"]["prepared"]
-    from .pretrain import pretrained_file, settings as pretrain_settings, stage_key
+    from .pretrained import pretrained_file, settings as pretrain_settings, stage_key
 
     dag: dict[str, Any] = {"prepare": {}, "pretrain": {}, "train": {}, "evaluate": {}, "evaluate_untrained": {}}
     for dataset, entry in params["data"]["datasets"].items():

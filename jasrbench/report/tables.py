@@ -76,7 +76,10 @@ class Results:
             entry = self.entry(*key)
             if entry is None:
                 continue  # an evaluation collect did not merge (not in the profile's DAG)
-            if key in found and summary.get("trained_on") != entry.get("trained_on"):
+            if entry.get("run") is not None:  # eval/<run>/<split>/: the run the table shows (collect's choice)
+                if path.parent.parent.name != entry["run"]:
+                    continue
+            elif key in found and summary.get("trained_on") != entry.get("trained_on"):
                 continue  # the same model trained on another dataset: metrics.json holds the other one
             found[key] = path.parent
         return found
