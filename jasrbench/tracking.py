@@ -12,14 +12,41 @@ Runs carry tags that line them up in the UI: ``model``, ``arch``, ``dataset``,
 tag per table, so ``tags.table_4 = 'yes'`` filters Table 4's ablations.
 Evaluation runs also go into one experiment per table
 (``jasrbench/<profile>/table<N>``) so each table's runs sit side by side.
+
+What a reader comparing ablations in the UI needs, on every run:
+
+- experiments are tagged as model training (MLflow 3's ``mlflow.experimentKind``),
+  so the UI opens them on their runs, not on GenAI traces;
+- the architecture's effective build keywords (registry defaults and the
+  profile's overrides) as params ``arch.<keyword>`` (``arch.fusion``,
+  ``arch.long_skip``, ``arch.tasks``, ...), the same keys for every model, so
+  the compare view's "show diff only" shows what an ablation switches;
+- the prepared split as an MLflow dataset (``mlflow.log_input``): name
+  ``<dataset>/<split>``, a content digest (SHA-256 of the byte-deterministic
+  split file) and a profile with the protocol and face count;
+- lineage: a training run tags the SHA-256 of the checkpoint it kept
+  (``checkpoint_sha256``); an evaluation run tags the same hash of the
+  checkpoint it scored and ``training_run_id``, the training run that wrote it
+  (looked up by that hash, so a retrained checkpoint is never misattributed);
+- evaluation runs carry ``paper_row``, the label of the table row they fill
+  (``BL`` for both halves of Table 4's BL), and each table experiment keeps a
+  shared view (:func:`table_view`, opened by the link in the experiment's
+  description): the row label, the dataset, the table's metrics in its column
+  order (PSNR and NME for Table 4) as the only metric columns, then the
+  switches that differ between its models.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
+import hashlib
+import inspect
+import json
 import logging
 import os
 import subprocess
+import warnings
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -36,13 +63,19 @@ def tracking_uri() -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
 
 
+# What every `dvc repro` rewrites: a difference there is the run's own output, not changed source.
+NOT_SOURCE = ("dvc.lock", "results")
+
+
 def git_commit(root: Path | None = None) -> str:
+    """HEAD's commit, with ``-dirty`` only when a tracked file other than :data:`NOT_SOURCE` differs."""
     root = Path.cwd() if root is None else root
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
         commit = out.stdout.strip() if out.returncode == 0 else "unknown"
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                               capture_output=True, text=True, timeout=10)
+        excludes = [f":(top,exclude){path}" for path in NOT_SOURCE]
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ":(top)", *excludes],
+                               cwd=root, capture_output=True, text=True, timeout=10)
         if commit != "unknown" and dirty.returncode == 0 and dirty.stdout.strip():
             commit += "-dirty"
         return commit
@@ -90,6 +123,25 @@ class Run:
         if self._mlflow is not None:
             self._mlflow.set_tags(dict(tags))
 
+    def log_split(self, path: str | Path, metadata: Mapping[str, Any], faces: int, context: str,
+                  **tags: Any) -> None:
+        """Log the prepared split at ``path`` as this run's ``context`` dataset (see :func:`split_dataset`)."""
+        if self._mlflow is not None:
+            self._mlflow.log_input(split_dataset(path, metadata, faces), context=context,
+                                   tags={k: str(v) for k, v in tags.items()})
+
+    def tag_checkpoint(self, path: str | Path) -> None:
+        """Tag the SHA-256 of the checkpoint this run kept (evaluation runs find their training run by it)."""
+        if self._mlflow is not None:
+            self._mlflow.set_tags(checkpoint_tags(path))
+
+    @property
+    def experiment_id(self) -> str | None:
+        if self._mlflow is None:
+            return None
+        run = self._mlflow.active_run()
+        return run.info.experiment_id if run else None
+
     @property
     def run_id(self) -> str | None:
         if self._mlflow is None:
@@ -108,10 +160,274 @@ def start_run(experiment: str, run_name: str, tags: Mapping[str, str], params: M
     import mlflow
 
     mlflow.set_tracking_uri(tracking_uri())
-    mlflow.set_experiment(experiment)
+    _training_experiment(mlflow, experiment)
     with mlflow.start_run(run_name=run_name, tags={"git_commit": git_commit(), **dict(tags)}):
         flat = _flatten(params)
         items = list(flat.items())
         for i in range(0, len(items), 90):  # MLflow caps params per batch call at 100
             mlflow.log_params(dict(items[i : i + 90]))
         yield Run(mlflow)
+
+
+# --- experiments -------------------------------------------------------------------------------------
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+MODEL_TRAINING = "custom_model_development"  # MLflow 3's kind for model training (its other: genai_development)
+NOTE_TAG = "mlflow.note.content"  # the description the UI shows above an experiment's or a run's page
+
+
+def train_experiment(profile: str) -> str:
+    return f"jasrbench/{profile}/train"
+
+
+def table_experiment(profile: str, table: int | None) -> str:
+    return f"jasrbench/{profile}/table{table}" if table is not None else f"jasrbench/{profile}/evaluate"
+
+
+VIEW_KEY = "jasrbench"  # the table experiments' shared view: ?viewStateShareKey=jasrbench
+VIEW_TAG = f"mlflow.sharedViewState.{VIEW_KEY}"  # where MLflow's UI keeps a shared view's state
+# MLflow 3.17's UI takes the page layout from a per-browser "GenAI | Model training" switch (GenAI
+# until the user flips it) and reads the experiment's kind only without it; links carry the switch.
+ML_WORKFLOW = "workflowType=machine_learning"
+
+
+def runs_page(experiment_id: str, view: bool = False) -> str:
+    """The UI route (after ``http://HOST:PORT/``) of an experiment's runs table, optionally in the table view."""
+    query = f"viewStateShareKey={VIEW_KEY}&{ML_WORKFLOW}" if view else ML_WORKFLOW
+    return f"#/experiments/{experiment_id}/runs?{query}"
+
+
+NOTE_MARK = "jasrbench:"  # a description with it is ours to rewrite; any other is a user's and stays
+
+
+def _experiment_note(name: str, experiment_id: str) -> str:
+    """The experiment's description (Markdown, shown above its runs): what its runs are, and the table view link."""
+    kind = name.rsplit("/", 1)[-1]
+    number = int(kind[5:]) if kind.startswith("table") and kind[5:].isdigit() else None
+    if kind == "train":
+        lead, what = "", "one training run per model and training set (loss and validation curves)"
+    elif number is not None:
+        metrics = ", ".join(m.upper() for m in table_metrics(number))
+        lead = (f"**[Table view]({runs_page(experiment_id, view=True)})**: {metrics} and the switches that differ, "
+                "one row per model. ")
+        what = f"evaluations of the models of the paper's Table {number} on the splits it reads; run names start with its row"
+    else:
+        lead, what = "", "evaluations that fill no paper table"
+    return (f"{lead}{NOTE_MARK} {what}. Params `arch.*`: the architecture switches (select two runs → Compare shows "
+            "which differ). Tags `training_run_id`, `checkpoint_sha256`: the training run and the checkpoint. "
+            "Dataset: the prepared split and its content digest.")
+
+
+def _training_experiment(mlflow, name: str) -> None:
+    """Make ``name`` the active experiment, created (or re-tagged) as a model-training experiment.
+
+    MLflow 3's UI opens an experiment without ``mlflow.experimentKind`` as a GenAI
+    one (a traces overview), so the kind is set on every experiment this suite
+    logs to, including ones an older version of it created.
+    """
+    experiment = mlflow.set_experiment(name)
+    tags = experiment.tags or {}
+    client = mlflow.MlflowClient()
+    if tags.get(EXPERIMENT_KIND_TAG) != MODEL_TRAINING:
+        client.set_experiment_tag(experiment.experiment_id, EXPERIMENT_KIND_TAG, MODEL_TRAINING)
+    note = _experiment_note(name, experiment.experiment_id)
+    if NOTE_MARK in tags.get(NOTE_TAG, NOTE_MARK) and tags.get(NOTE_TAG) != note:
+        client.set_experiment_tag(experiment.experiment_id, NOTE_TAG, note)  # ours, or none: a user's note stays
+
+
+# --- architecture switches ---------------------------------------------------------------------------
+def arch_params(arch: str, overrides: Mapping[str, Any] | None = None) -> dict[str, str]:
+    """``arch.<keyword>`` → value for every build keyword of registry model ``arch``, as built.
+
+    The builder's own defaults, under the registry name's defaults (the ablation
+    switches, e.g. ``jasrnet_bl_sr``: fusion False, tasks "sr"), under
+    ``overrides`` (the profile's widths, the dataset's point count).
+    """
+    from .models import spec
+
+    s = spec(arch)
+    kwargs = {name: p.default for name, p in inspect.signature(s.builder).parameters.items()
+              if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.default is not p.empty}
+    kwargs.update(s.defaults)
+    kwargs.update(overrides or {})
+    return {f"arch.{k}": str(v) for k, v in sorted(kwargs.items())}
+
+
+# --- datasets and lineage ----------------------------------------------------------------------------
+@functools.lru_cache(maxsize=64)
+def _sha256(path: str, size: int, mtime_ns: int) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def file_sha256(path: str | Path) -> str:
+    """SHA-256 of a file's bytes (cached per path, size and modification time)."""
+    st = os.stat(path)
+    return _sha256(str(Path(path).resolve()), st.st_size, st.st_mtime_ns)
+
+
+def split_dataset(path: str | Path, metadata: Mapping[str, Any], faces: int):
+    """An MLflow dataset for the prepared split file ``path`` (name, digest, source, profile; no data).
+
+    Split files are byte-identical for identical inputs, so the file's SHA-256 is
+    a content digest: two runs show the same digest exactly when they read the
+    same faces. The profile carries the degradation protocol and the face count.
+    """
+    from mlflow.data.dataset_source_registry import resolve_dataset_source
+    from mlflow.data.meta_dataset import MetaDataset
+
+    path = Path(path).resolve()
+    sha = file_sha256(path)
+    profile = {"faces": int(faces), "protocol": str(metadata.get("protocol", "clean")),
+               "points": int(metadata.get("num_points", 0) or 0), "sha256": sha}
+
+    class PreparedSplitDataset(MetaDataset):
+        @property
+        def profile(self) -> dict[str, Any]:
+            return profile
+
+        def to_dict(self) -> dict[str, str]:  # MetaDataset's leaves the profile out of what is logged
+            return {**super().to_dict(), "profile": json.dumps(profile)}
+
+    with warnings.catch_warnings():  # MLflow registers the local-file source twice and warns that it picked one
+        warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted in multiple ways")
+        source = resolve_dataset_source(str(path))
+    return PreparedSplitDataset(source, name=f"{path.parent.name}/{path.stem}", digest=sha[:16])
+
+
+def checkpoint_tags(path: str | Path) -> dict[str, str]:
+    """The tag that ties a checkpoint to the runs that wrote and scored it."""
+    return {"checkpoint_sha256": file_sha256(path)}
+
+
+def training_run_id(profile: str, checkpoint_sha256: str) -> str | None:
+    """The latest finished training run of ``profile`` that kept the checkpoint with this hash (None if none)."""
+    import mlflow
+
+    runs = mlflow.search_runs(experiment_names=[train_experiment(profile)], output_format="list", max_results=1,
+                              filter_string=f"tags.checkpoint_sha256 = '{checkpoint_sha256}' "
+                                            "and attributes.status = 'FINISHED'",
+                              order_by=["attributes.start_time DESC"])
+    return runs[0].info.run_id if runs else None
+
+
+def table_splits(table: int) -> set[str]:
+    """The test splits that can fill a column of paper table ``table`` (300W's for Table 4)."""
+    from .report.paper import TABLES
+
+    return {split for spec in TABLES if spec.number == table for c in spec.columns for split in c.splits}
+
+
+def table_metrics(table: int | None) -> list[str]:
+    """The metrics paper table ``table`` reports, in its column order (PSNR and NME for Table 4)."""
+    from .report.paper import TABLES
+
+    spec = next((t for t in TABLES if t.number == table), None)
+    return list(dict.fromkeys(c.metric for c in spec.columns if c.metric != "params")) if spec else []
+
+
+def paper_row(table: int, model: str) -> str | None:
+    """The label(s) of the rows of paper table ``table`` that ``model`` fills (BL for both halves of BL)."""
+    from .report.paper import TABLES
+
+    labels = [row.label for spec in TABLES if spec.number == table for row in spec.rows + spec.optional_rows
+              if model in row.models or model in (row.nme_models or ())]
+    return " / ".join(labels) or None
+
+
+# Shown first among the switches in the table view (the rest follow alphabetically).
+SWITCH_ORDER = ("arch.tasks", "arch.fusion", "arch.long_skip", "arch.fusion_mode", "arch.n_stages",
+                "arch.n_shared_blocks", "arch.n_feats")
+
+
+def _column(kind: str, key: str) -> str:
+    return f"{kind}.`{key}`"  # MLflow UI's column id
+
+
+RUN_NAME_COLUMN = _column("attributes", "Run Name")
+
+
+def table_view(table: int | None, runs: list) -> dict[str, Any]:
+    """The state of the UI's shared table view over ``runs`` (MLflow ``Run`` objects of one table experiment).
+
+    Columns: the table's metrics in its order, the parameter count where the
+    table reports it, and the ``arch.*`` switches whose values differ between
+    the runs (all of them while they do not); rows in the order of the paper
+    row labels the run names start with. The dataset column stays in the
+    default view: on a laptop screen it would push the switches out of sight.
+    """
+    from .report.paper import TABLES
+
+    spec = next((t for t in TABLES if t.number == table), None)
+    arch = sorted({k for r in runs for k in r.data.params if k.startswith("arch.")},
+                  key=lambda k: (SWITCH_ORDER.index(k) if k in SWITCH_ORDER else len(SWITCH_ORDER), k))
+    differ = [k for k in arch if len({r.data.params.get(k) for r in runs}) > 1]
+    columns = [_column("metrics", m) for m in table_metrics(table)]
+    if spec and any(c.metric == "params" for c in spec.columns):
+        columns.append(_column("params", "params"))
+    columns += [_column("params", k) for k in (differ or arch)]
+    # The grid sorts metric columns by name (NME before PSNR): the column order puts them in the table's.
+    order = [RUN_NAME_COLUMN, "runDateAndNestInfo", "duration", *columns]
+    widths = {RUN_NAME_COLUMN: 300} | {c: 120 for c in columns if c.startswith("metrics.")}
+    return {"selectedColumns": columns, "columnOrder": order, "columnWidths": widths,
+            "orderByKey": _column("tags", "mlflow.runName"), "orderByAsc": True}
+
+
+def _update_table_view(experiment_id: str, table: int | None) -> None:
+    """Rewrite the table experiment's shared view over all its evaluation runs (one search, one tag)."""
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    runs = client.search_runs([experiment_id], filter_string="tags.stage = 'evaluate'", max_results=1000)
+    client.set_experiment_tag(experiment_id, VIEW_TAG, json.dumps(table_view(table, runs)))
+
+
+def log_evaluation(summary: Mapping[str, Any], entry: Mapping[str, Any], out_dir: Path, *,
+                   checkpoint: str | Path | None, overrides: Mapping[str, Any] | None,
+                   split_path: str | Path, split_metadata: Mapping[str, Any]) -> None:
+    """One evaluation run per paper table the model belongs to (or one in ``.../evaluate``).
+
+    Each carries the switches (``arch.*``), the evaluated split as a dataset and,
+    for a trained model, the checkpoint's hash and its training run's id.
+    """
+    if not enabled():
+        return
+    tables = list(entry.get("tables") or [])
+    tags = {"stage": "evaluate", "model": summary["model"], "arch": summary["arch"], "split": summary["split"],
+            "trained_on": str(summary.get("trained_on")), "profile": summary["profile"], **table_tags(tables)}
+    params = {k: summary[k] for k in ("model", "arch", "split", "params", "faces", "protocol", "runtime") if k in summary}
+    params.update(arch_params(summary["arch"], overrides))
+    means = {k: v["mean"] for k, v in summary["metrics"].items()}
+    lineage: dict[str, str] = {}
+    if checkpoint is not None and Path(checkpoint).is_file():
+        lineage = checkpoint_tags(checkpoint)
+        os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "false")
+        import mlflow
+
+        mlflow.set_tracking_uri(tracking_uri())
+        train_id = training_run_id(summary["profile"], lineage["checkpoint_sha256"])
+        if train_id is None:
+            log.warning("%s: no finished MLflow training run kept checkpoint %s; its evaluation runs carry the hash only",
+                        summary["model"], checkpoint)
+        else:
+            lineage["training_run_id"] = train_id
+    # A table's experiment holds the evaluations on the splits its columns read (Table 4: 300W, not LFW).
+    for table in [t for t in tables if summary["split"] in table_splits(t)] or [None]:
+        first = [k for k in table_metrics(table) if k in means]  # the table's metrics lead
+        name = f"{summary['model']} on {summary['split']}"
+        row = {}
+        if table is not None:
+            row = {"paper_row": paper_row(table, summary["model"]) or summary["model"]}
+            name = f"{row['paper_row']}: {name}"  # the UI shows the run name first: the row says which ablation
+        with start_run(table_experiment(summary["profile"], table), name, {**tags, **row, **lineage}, params) as run:
+            run.log_metrics({k: means[k] for k in first} | means)
+            run.log_split(split_path, split_metadata, int(summary.get("faces", 0)), "evaluation",
+                          faces_evaluated=summary.get("faces", 0))
+            for name in ("summary.json", "per_image.csv", "ced.csv"):
+                if (out_dir / name).is_file():
+                    run.log_artifact(out_dir / name)
+            experiment_id = run.experiment_id
+        if table is not None:
+            _update_table_view(experiment_id, table)
