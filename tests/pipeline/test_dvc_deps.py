@@ -20,7 +20,8 @@ from jasrbench import config, deps
 from jasrbench.paths import REPO_ROOT
 
 # The module each stage's command runs (`jasrbench COMMAND` → its module, jasrbench/cli.py).
-ENTRY = {"prepare": "jasrbench.data.prepare", "train": "jasrbench.train", "evaluate": "jasrbench.evaluate",
+ENTRY = {"prepare": "jasrbench.data.prepare", "pretrain": "jasrbench.pretrain", "train": "jasrbench.train",
+         "evaluate": "jasrbench.evaluate",
          "evaluate_untrained": "jasrbench.evaluate", "collect": "jasrbench.collect", "report": "jasrbench.report.build"}
 
 
@@ -102,3 +103,25 @@ def test_a_removed_dependency_line_is_caught(tmp_path):
 def test_derived_dag_carries_the_model_files_its_model_imports(arch):
     slots = config._model_code_slots(arch)
     assert set(deps.model_specific_code(arch)) == {slots["code"], slots["code2"]}, textwrap.shorten(str(slots), 200)
+
+
+def test_skip_bad_reaches_prepare(tmp_path):
+    """data.datasets.NAME.skip_bad (documented in the profiles) is passed to `jasrbench prepare`."""
+    import argparse
+
+    from dvc.repo import Repo
+
+    from jasrbench.data import prepare
+
+    root = _dvc_copy(tmp_path)
+    params = config.load_params(root / "params.yaml")
+    params["data"]["datasets"]["300w"]["skip_bad"] = True
+    config.write_params(params, root)
+    with Repo(str(root)) as repo:
+        cmds = {s.name: s.cmd for s in repo.index.stages if s.name.startswith("prepare@")}
+    assert "--skip-bad true" in cmds["prepare@300w"] and "--skip-bad false" in cmds["prepare@lfw"]
+    parser = argparse.ArgumentParser()
+    prepare.configure_parser(parser)
+    for flag, value in ((["--skip-bad", "true"], True), (["--skip-bad", "false"], False), (["--skip-bad"], True), ([], False)):
+        args = parser.parse_args(["300w", "--raw", "r", "--out", "o", *flag])
+        assert args.skip_bad is value, flag
