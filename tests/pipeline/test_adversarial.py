@@ -83,12 +83,13 @@ def test_gan_training_with_both_terms_resumes_exactly(prepared_root, tmp_path, m
     history = pd.read_csv(tmp_path / "full_res" / "history.csv")
     for col in ("loss_adversarial", "loss_discriminator", "loss_perceptual"):
         assert col in history and (history[col] > 0).all(), col
-    last = torch.load(tmp_path / "full" / "last.pt", map_location="cpu", weights_only=True)
-    assert last["extra"] is not None and last["extra"]["optimizer"]["state"]
+    assert not (tmp_path / "full" / "last.pt").exists()  # a finished run retires its resume state
     best = torch.load(tmp_path / "full" / "model.pt", map_location="cpu", weights_only=True)
     assert not any(k.startswith(("disc", "features")) for k in best["state_dict"])  # the generator only
 
     assert train("srresnet", "300w", params, tmp_path / "cut", tmp_path / "cut_res", stop_after_steps=4)["stopped_early"]
+    last = torch.load(tmp_path / "cut" / "last.pt", map_location="cpu", weights_only=True)
+    assert last["extra"] is not None and last["extra"]["optimizer"]["state"]  # the discriminator resumes too
     resumed = train("srresnet", "300w", params, tmp_path / "cut", tmp_path / "cut_res")
     assert resumed["best_val_psnr"] == full["best_val_psnr"]
     a = torch.load(tmp_path / "cut" / "model.pt", map_location="cpu", weights_only=True)["state_dict"]
