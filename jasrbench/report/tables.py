@@ -64,6 +64,7 @@ class Results:
         self.profile: str = str(self.metrics.get("profile", self.root.name))
         self.models: dict[str, dict[str, Any]] = self.metrics.get("models", {})
         self.stand_in: dict[str, str] = self.metrics.get("stand_in", {}) or {}
+        self.protocols: set[str] = set()  # degradation protocols the evaluations were made under
         self._eval_dirs = self._scan_eval()
         self._per_image: dict[Path, pd.DataFrame] = {}
 
@@ -82,6 +83,8 @@ class Results:
             elif key in found and summary.get("trained_on") != entry.get("trained_on"):
                 continue  # the same model trained on another dataset: metrics.json holds the other one
             found[key] = path.parent
+            if summary.get("protocol"):
+                self.protocols.add(str(summary["protocol"]))
         return found
 
     def has_model(self, model: str) -> bool:
@@ -343,6 +346,7 @@ def build_paper_table(results: Results, spec: paper.PaperTable) -> Table:
         caption += f" The {label} column is a stand-in: {results.stand_in[dataset]}."
         notes.append(f"{label} here is a stand-in: {results.stand_in[dataset]}; the paper's {label} values are not "
                      f"directly comparable.")
+    notes += paper.table_notes(spec, results.protocols)
     for row in rows:
         used = {c.model for (r, _), c in cells.items() if r == row.label and c.model}
         for m in sorted(used):
@@ -366,7 +370,8 @@ def build_paper_table(results: Results, spec: paper.PaperTable) -> Table:
     return table
 
 
-_METRIC_NAMES = {"psnr": "PSNR", "ssim": "SSIM", "nme": "NME", "acc": "ACC", "params": "Params"}
+_METRIC_NAMES = {"psnr": "PSNR", "ssim": "SSIM", "nme": "NME", "acc": "ACC", "params": "Params",
+                 "psnr_border8": "PSNR", "ssim_border8": "SSIM"}
 
 
 # --- training health --------------------------------------------------------------------------------
