@@ -76,32 +76,41 @@ def augment_batch(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Warp a batch of context crops → (HR B×3×hr×hr float [0,1], points B×K×2, visible B×K).
 
-    ``context``: B×3×C×C float [0, 1]; ``points``: landmarks in context pixels;
-    ``mirror``: the landmark permutation applied when a face is flipped.
+    ``context``: B×3×C×C, float in [0, 1] or uint8 (converted on its device);
+    ``points``: landmarks in context pixels; ``mirror``: the landmark permutation
+    applied when a face is flipped. Everything after the draws happens on
+    ``context``'s device without a host synchronization: the per-face transforms
+    (drawn on the CPU generator) travel in one small copy, the landmark maths runs
+    there in float64, and flipped faces are relabelled with ``torch.where``.
     """
     b, _, c, _ = context.shape
     dev = context.device
     a, shift, flip = random_affine(b, cfg, generator)
     # Output pixel u (centre (hr−1)/2) samples input x = c_in + A·(u − c_out) + shift·hr.
     # affine_grid works in normalized coordinates (align_corners=False): n = (p + 0.5)·2/size − 1.
-    theta = torch.zeros(b, 2, 3, dtype=torch.float64)
-    theta[:, :, :2] = a * (hr_size / c)
-    theta[:, :, 2] = shift * hr_size * 2 / c
-    grid = F.affine_grid(theta.to(dev, torch.float32), [b, 3, hr_size, hr_size], align_corners=False)
-    hr = F.grid_sample(context.float(), grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    # One b×13 float64 block: theta (6), A⁻¹ (4), shift in HR px (2), flip (1).
+    block = torch.cat([a * (hr_size / c), (shift * hr_size * 2 / c).unsqueeze(-1)], -1).reshape(b, 6)
+    block = torch.cat([block, torch.linalg.inv(a).reshape(b, 4), shift * hr_size, flip.double().unsqueeze(-1)], -1)
+    if dev.type == "cuda":
+        block = block.pin_memory()
+    block = block.to(dev, non_blocking=True)
+    theta = block[:, :6].reshape(b, 2, 3)
+    grid = F.affine_grid(theta.float(), [b, 3, hr_size, hr_size], align_corners=False)
+    src = context.float().div(255) if context.dtype == torch.uint8 else context.float()
+    hr = F.grid_sample(src, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
     hr = degrade.quantize(hr)
     # Points: u = c_out + A⁻¹·(x − c_in − shift·hr).
     c_in, c_out = (c - 1) / 2, (hr_size - 1) / 2
-    inv = torch.linalg.inv(a)
-    pts = points.detach().to(torch.float64).cpu()
-    rel = pts - c_in - (shift * hr_size).unsqueeze(1)
+    inv = block[:, 6:10].reshape(b, 2, 2)
+    rel = points.detach().to(dev, torch.float64) - c_in - block[:, 10:12].unsqueeze(1)
     new = torch.einsum("bij,bkj->bki", inv, rel) + c_out
-    vis = visible.detach().cpu().clone()
-    if mirror is not None and flip.any():
-        perm = mirror.to(torch.long).cpu()
-        new[flip] = new[flip][:, perm]
-        vis[flip] = vis[flip][:, perm]
-    return hr, new.to(dev, torch.float32), vis.to(dev)
+    vis = visible.detach().to(dev)
+    if mirror is not None and cfg.flip > 0:
+        perm = mirror.to(dev, torch.long)
+        flipped = block[:, 12] > 0.5
+        new = torch.where(flipped.view(b, 1, 1), new[:, perm], new)
+        vis = torch.where(flipped.view(b, 1), vis[:, perm], vis)
+    return hr, new.float(), vis
 
 
 def hr_center(context: torch.Tensor, hr_size: int = degrade.HR_SIZE) -> torch.Tensor:

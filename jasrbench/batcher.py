@@ -1,0 +1,84 @@
+"""Training batches built on the device from a resident uint8 split (issue 12).
+
+The prepared split's context crops are moved to the device once, as uint8 in
+their stored N×C×C×3 layout (on the CPU the tensor shares the array's memory:
+no float copy of the split is ever made). Each step then indexes the batch on
+the device, warps it and moves its landmarks there
+(:func:`jasrbench.data.augment.augment_batch`), and synthesizes the LR with the
+suite's one degradation (:func:`jasrbench.data.degrade.make_lr`, with the split's protocol). The only
+host→device traffic of a step is one small block of per-face transform
+parameters.
+
+Randomness is what the training loop always used: the epoch's order from
+``generator(seed, epoch, copy)``, the augmentation of step ``s`` from
+``generator(seed, epoch, s, 1)``, both on the CPU, so a batch depends only on
+(seed, epoch, step) — a resumed run sees exactly the batches an uninterrupted
+one sees, on any device.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+
+import numpy as np
+import torch
+
+from .data import degrade
+from .data.augment import AugmentConfig, augment_batch
+from .data.split import PreparedSplit
+
+
+def generator(*keys: int) -> torch.Generator:
+    """A CPU generator seeded from a tuple of integers (seed, epoch, step, …)."""
+    digest = hashlib.sha256(json.dumps(list(keys)).encode()).digest()
+    return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") & (2**63 - 1))
+
+
+class Batcher:
+    """Augmented training batches ``{lr, hr, landmarks, visible}`` of faces ``train_idx`` on ``dev``."""
+
+    def __init__(self, data: PreparedSplit, train_idx: np.ndarray, augment: AugmentConfig,
+                 mirror: torch.Tensor | None, dev: torch.device, *, seed: int, batch_size: int,
+                 copies_per_epoch: float):
+        if data.context is None:
+            raise ValueError("the split has no context crops")
+        self.augment, self.dev, self.seed, self.protocol = augment, dev, seed, data.protocol
+        self.batch_size, self.copies = batch_size, copies_per_epoch
+        self.num_faces = len(train_idx)
+        self.context = self._to_device(torch.from_numpy(data.context))  # N×C×C×3 uint8
+        self.points = self._to_device(torch.from_numpy(data.landmarks + data.context_offset))
+        self.visible = self._to_device(torch.from_numpy(data.visible))
+        self.faces = torch.as_tensor(np.asarray(train_idx), dtype=torch.long)
+        self.mirror = None if mirror is None else mirror.to(dev, torch.long)
+        self._epoch, self._order = None, None
+
+    def _to_device(self, t: torch.Tensor) -> torch.Tensor:
+        if self.dev.type == "cuda":
+            return t.pin_memory().to(self.dev, non_blocking=True)
+        return t.to(self.dev)
+
+    def steps_per_epoch(self) -> int:
+        return max(1, math.ceil(self.num_faces * self.copies / self.batch_size))
+
+    def order(self, epoch: int) -> torch.Tensor:
+        """The epoch's face order (split indices, on the device): one permutation per copy."""
+        if self._epoch != epoch:
+            perm = torch.cat([torch.randperm(self.num_faces, generator=generator(self.seed, epoch, c))
+                              for c in range(math.ceil(self.copies))])
+            self._order, self._epoch = self._to_device(self.faces[perm]), epoch
+        return self._order
+
+    def indices(self, epoch: int, step: int) -> torch.Tensor:
+        order = self.order(epoch)
+        pos = (step * self.batch_size + torch.arange(self.batch_size, device=self.dev)) % len(order)
+        return order[pos]
+
+    def batch(self, epoch: int, step: int) -> dict[str, torch.Tensor]:
+        idx = self.indices(epoch, step)
+        context = self.context[idx].permute(0, 3, 1, 2)  # B×3×C×C uint8 (a view: channels-last strides)
+        hr, pts, vis = augment_batch(context, self.points[idx], self.visible[idx], self.augment,
+                                     generator(self.seed, epoch, step, 1), self.mirror)
+        # The LR is made as the split's stored LR was (its protocol's kernel), so on-the-fly equals prepared.
+        return {"lr": degrade.make_lr(hr, protocol=self.protocol), "hr": hr, "landmarks": pts, "visible": vis}
