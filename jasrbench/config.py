@@ -42,7 +42,7 @@ import yaml
 
 from .errors import ConfigError
 from .io import atomic_write_text
-from .paths import REPO_ROOT
+from .paths import PACKAGE_DIR, REPO_ROOT
 
 PARAMS_FILE = "params.yaml"
 PROFILES_DIR = "pipelines"
@@ -145,6 +145,20 @@ def table_run_dataset(split: str, trained_on: list[str]) -> str:
 _SELECT = ("auto", "psnr", "nme")
 
 
+def _dataclass_keys(module: str, name: str) -> frozenset[str]:
+    """Field names of dataclass ``name`` in ``jasrbench/<module>.py``, read from its source.
+
+    Checking a profile must not import torch or the training code (every stage loads params, and
+    the stages' declared code deps would all grow by the training path); reading the fields from
+    the source keeps the accepted keys those of ``train.TrainConfig`` / ``data.augment.AugmentConfig``.
+    """
+    import ast
+
+    tree = ast.parse((PACKAGE_DIR / f"{module.replace('.', '/')}.py").read_text(encoding="utf-8"))
+    cls = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == name)
+    return frozenset(n.target.id for n in cls.body if isinstance(n, ast.AnnAssign) and isinstance(n.target, ast.Name))
+
+
 def _number(value: Any, key: str, *, integer: bool = False) -> float:
     try:  # YAML 1.1 reads "1e-3" (no dot) as a string: numbers are coerced, not type-checked
         if isinstance(value, bool):
@@ -168,10 +182,7 @@ def check_train(train: dict[str, Any], key: str, only: dict[str, Any] | None = N
 
     ``only``: check just these fields (a model's ``train`` overrides, merged over the profile's).
     """
-    from .data.augment import AugmentConfig
-    from .train import TrainConfig
-
-    known = set(TrainConfig.__dataclass_fields__)
+    known = _dataclass_keys("train", "TrainConfig")
     for name in sorted(set(only if only is not None else train) - known):
         raise ConfigError(f"{key}.{name}: unknown key; known: {', '.join(sorted(known))}")
     fields = set(only if only is not None else train)
@@ -200,7 +211,7 @@ def check_train(train: dict[str, Any], key: str, only: dict[str, Any] | None = N
         augment = train["augment"] or {}
         if not isinstance(augment, dict):
             raise ConfigError(f"{key}.augment must be a mapping, got {augment!r}")
-        allowed = set(AugmentConfig.__dataclass_fields__)
+        allowed = _dataclass_keys("data.augment", "AugmentConfig")
         for name in sorted(set(augment) - allowed):
             raise ConfigError(f"{key}.augment.{name}: unknown key; known: {', '.join(sorted(allowed))}")
         if "scale" in augment:

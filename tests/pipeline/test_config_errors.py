@@ -88,3 +88,13 @@ def test_truncated_or_foreign_checkpoints_are_named(prepared_root, tmp_path, cap
     assert _run(capsys, "evaluate", "jasrnet_xl", *evaluate[2:]).startswith(
         "jasrbench evaluate: error: unknown model 'jasrnet_xl'; available: ")
     assert not (tmp_path / "eval").exists()
+
+
+def test_accepted_train_keys_are_the_dataclass_fields():
+    """config reads the keys from the source (no torch import when params load): they must be the real fields."""
+    from jasrbench import config
+    from jasrbench.data.augment import AugmentConfig
+    from jasrbench.train import TrainConfig
+
+    assert config._dataclass_keys("train", "TrainConfig") == set(TrainConfig.__dataclass_fields__)
+    assert config._dataclass_keys("data.augment", "AugmentConfig") == set(AugmentConfig.__dataclass_fields__)
