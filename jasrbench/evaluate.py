@@ -5,8 +5,9 @@ weights (``bicubic``), and a prepared test split (``DATASET/SPLIT``, e.g.
 ``300w/common``, ``lfw/test``).
 
 - SR models: PSNR and SSIM on Y inside the face box (the default, standard
-  convention), the whole-image variants, and the authors'-code convention
-  (``*_jasrnet_code``) so both can be reported.
+  convention), the whole-image variants, the whole image minus an 8-pixel
+  border (``*_border8``: how the authors scored LFW, Table 3), and the
+  authors'-code convention (``*_jasrnet_code``) so both can be reported.
 - Landmark models on splits with landmarks: NME (inter-ocular for 68 points,
   box-normalized for AFLW's 19), with its CED curve, AUC@0.08 and failure rate.
 - LFW-layout splits (pairs, no landmarks): verification accuracy of the SR
@@ -18,6 +19,11 @@ Outputs (``--out``): ``per_image.csv`` (one row per face), ``summary.json``
 landmark models. A split that cannot be computed with the data at hand (e.g.
 300W challenge without iBUG) yields ``summary.json`` with ``available: false``
 and the reason, so the tables can say why a cell is empty.
+
+Protocols (:mod:`jasrbench.data.protocols`): a checkpoint carries the protocol
+it was trained under; a model without weights takes ``--protocol`` (default:
+the profile's ``data.protocol``). Evaluating on a split prepared under another
+protocol is an error naming both.
 """
 
 from __future__ import annotations
@@ -33,8 +39,8 @@ import pandas as pd
 import torch
 
 from . import config as cfgmod
-from . import tracking
-from .data import degrade
+from . import runtime, tracking
+from .data import crop, degrade, protocols
 from .data.split import PreparedSplit, load_split
 from .errors import ConfigError, DataError
 from .io import atomic_path, atomic_write_json, read_json
@@ -58,15 +64,33 @@ def resolve_split(prepared: Path, split: str) -> tuple[Path, str | None]:
     raise DataError(path, f"prepared split {split!r} not found (run `jasrbench prepare {dataset}` first)")
 
 
-def load_model(target: str, device: torch.device) -> tuple[FaceModel, dict[str, Any]]:
-    """A checkpoint path, or the registry name of a model without weights."""
+def load_model(target: str, device: torch.device, protocol: str | None = None) -> tuple[FaceModel, dict[str, Any]]:
+    """A checkpoint path (its own protocol), or the registry name of a model without weights (``protocol``)."""
     if Path(target).suffix == ".pt" or Path(target).is_file():
         return model_from_checkpoint(target, device)
     model = build(target)
     if model.trainable:
         raise ConfigError(f"{target!r} has weights: give its trained checkpoint (model.pt), not its name")
     model.name = target
-    return model.to(device).eval(), {"model": target, "arch": target, "overrides": {}}
+    model.set_protocol(protocols.get(protocol).name)
+    return model.to(device).eval(), {"model": target, "arch": target, "overrides": {}, "protocol": model.protocol}
+
+
+# The authors scored LFW (Table 3) on the whole 128² output minus this border (EDSR-style shave).
+LFW_BORDER = 8
+
+
+def border_boxes(n: int, size: int, border: int = LFW_BORDER) -> torch.Tensor:
+    """N×4 boxes covering a ``size``² image minus ``border`` pixels on each side.
+
+    With the metrics' rule (pixels whose centres lie in the closed box) the box
+    ``(b, b, size−1−b, size−1−b)`` is exactly ``image[b:−b, b:−b]``, so PSNR/SSIM
+    on it equal scikit-image's on that crop.
+    """
+    if not 0 <= border < size // 2:
+        raise ValueError(f"border {border} does not fit a {size}-pixel image")
+    lo, hi = float(border), float(size - 1 - border)
+    return torch.tensor([lo, lo, hi, hi], dtype=torch.float32).expand(n, 4).clone()
 
 
 def select_faces(split: PreparedSplit, max_faces: int | None, seed: int, pairs_per_fold: int | None = None) -> PreparedSplit:
@@ -83,8 +107,10 @@ def image_metrics(sr: torch.Tensor, hr: torch.Tensor, boxes: torch.Tensor) -> di
     from .metrics import image_quality
 
     out = {}
-    for suffix, kwargs in (("", {}), ("_image", {"region": "image"}), ("_jasrnet_code", {"convention": "jasrnet-code"})):
-        values = image_quality.psnr_ssim(sr, hr, boxes, **kwargs)
+    border = {"boxes": border_boxes(len(hr), hr.shape[-1])}
+    for suffix, kwargs in (("", {}), ("_image", {"region": "image"}), (f"_border{LFW_BORDER}", border),
+                           ("_jasrnet_code", {"convention": "jasrnet-code"})):
+        values = image_quality.psnr_ssim(sr, hr, **({"boxes": boxes} | kwargs))
         out[f"psnr{suffix}"] = values["psnr"].cpu().numpy()
         out[f"ssim{suffix}"] = values["ssim"].cpu().numpy()
     return out
@@ -106,12 +132,28 @@ def landmark_metrics(pred: np.ndarray, split: PreparedSplit) -> tuple[dict[str, 
         {"nme": thresholds, "fraction": fractions})
 
 
+def recognizer_window(recognizer: str, margin: float):
+    """The recognizer's face window (calibrated on ``crop.MARGIN`` crops) for crops of ``margin`` × the face box.
+
+    Windows are in face-box units, and a crop's pixels per box side scale as 1/margin, so the same
+    pixels of a ``margin`` crop are the window scaled by ``crop.MARGIN / margin`` in a 1.3 crop's units.
+    """
+    from .metrics import recognizers
+
+    window = {"dlib": recognizers.DLIB_WINDOW, "facenet": recognizers.FACENET_WINDOW}.get(recognizer)
+    if window is None or abs(margin - crop.MARGIN) < 1e-9:
+        return None
+    k = crop.MARGIN / margin
+    return recognizers.Window(window.dx * k, window.dy * k, window.width * k, window.height * k)
+
+
 def verification_metrics(sr: torch.Tensor, hr: torch.Tensor, split: PreparedSplit, recognizer: str,
                          hr_reference: bool) -> dict[str, Any]:
     """LFW 10-fold accuracy (percent, mean ± population std over folds) and ROC AUC of SR (and HR) faces."""
     from .metrics import recognizers, verification
 
-    rec = recognizers.get(recognizer)
+    window = recognizer_window(recognizer, float(split.metadata.get("margin", crop.MARGIN)))
+    rec = recognizers.get(recognizer, **({"window": window} if window is not None else {}))
     metrics: dict[str, Any] = {}
     sources = {"": sr} | ({"_hr": hr} if hr_reference else {})
     for suffix, faces in sources.items():
@@ -133,8 +175,12 @@ def evaluate(
     device: str | None = None,
     hr_reference: bool = False,
     label: str | None = None,
+    protocol: str | None = None,
 ) -> dict[str, Any]:
-    """Evaluate ``target`` on ``split_name``; writes and returns the summary."""
+    """Evaluate ``target`` on ``split_name``; writes and returns the summary.
+
+    ``protocol``: of a model without weights (default: the profile's ``data.protocol``).
+    """
     from .metrics import statistics
 
     ev = params["evaluate"]
@@ -142,14 +188,21 @@ def evaluate(
     prepared = Path(prepared or params["data"]["prepared"])
     out_dir = Path(out_dir)
     dev = resolve_device(device or ev.get("device", "auto"))
+    # fp32 unless the profile asks otherwise: one checkpoint's metrics must not depend on the device.
+    precision = runtime.resolve_precision(ev.get("precision", "fp32"), dev)
     dataset = split_name.partition("/")[0]
     stand_in = (params["data"]["datasets"].get(dataset) or {}).get("stand_in")
     split_path, unavailable = resolve_split(prepared, split_name)
-    model, ckpt = load_model(target, dev)
+    explicit = protocol
+    protocol = protocols.get(protocol or params["data"].get("protocol")).name
+    model, ckpt = load_model(target, dev, protocol)
+    if explicit and model.trainable and model.protocol != protocol:
+        raise ConfigError(f"--protocol {protocol}: checkpoint {target} was trained under protocol {model.protocol!r}")
     name = label or ckpt["model"]
     entry = params["models"].get(name) or {}
     head = {"model": name, "arch": ckpt["arch"], "split": split_name, "profile": params["profile"],
             "trained_on": ckpt.get("dataset"), "params": sum(p.numel() for p in model.parameters()),
+            "protocol": model.protocol, "runtime": runtime.describe(dev, precision, False),
             **({"stand_in": stand_in} if stand_in else {})}
     if unavailable:
         summary = {**head, "available": False, "reason": unavailable, "metrics": {}}
@@ -159,9 +212,13 @@ def evaluate(
         log.warning("%s on %s: unavailable (%s)", name, split_name, unavailable)
         return summary
 
-    split = select_faces(load_split(split_path), ev.get("max_faces"), seed, ev.get("pairs_per_fold"))
+    full = load_split(split_path)
+    what = (f"checkpoint {target}" if model.trainable
+            else f"model {name!r} (the --protocol option, else profile {params['profile']!r}'s data.protocol)")
+    protocols.require_same(full.protocol, str(split_path), model.protocol, what)
+    split = select_faces(full, ev.get("max_faces"), seed, ev.get("pairs_per_fold"))
     lr, hr = degrade.to_tensor(split.lr), degrade.to_tensor(split.hr)
-    sr, pred = predict(model, lr, dev, int(ev.get("batch_size", 32)))
+    sr, pred = predict(model, lr, dev, int(ev.get("batch_size", 32)), precision)
     per_image: dict[str, np.ndarray] = {}
     extra: dict[str, Any] = {}
     boxes = torch.from_numpy(split.boxes)
@@ -192,28 +249,14 @@ def evaluate(
     # Always written (header only for models without landmarks): DVC declares it as a plot.
     _write_csv(out_dir / "ced.csv", ced if ced is not None else pd.DataFrame({"nme": [], "fraction": []}))
     atomic_write_json(out_dir / "summary.json", summary)
-    _log_mlflow(summary, entry, out_dir)
+    tracking.log_evaluation(summary, entry, out_dir, checkpoint=target if model.trainable else None,
+                            overrides=ckpt.get("overrides"), split_path=split_path, split_metadata=split.metadata)
     return summary
 
 
 def _write_csv(path: Path, frame: pd.DataFrame) -> None:
     with atomic_path(path, suffix=".csv") as tmp:
         frame.to_csv(tmp, index=False, float_format="%.6g")
-
-
-def _log_mlflow(summary: dict[str, Any], entry: dict[str, Any], out_dir: Path) -> None:
-    tables = list(entry.get("tables") or [])
-    tags = {"stage": "evaluate", "model": summary["model"], "arch": summary["arch"], "split": summary["split"],
-            "trained_on": str(summary.get("trained_on")), "profile": summary["profile"], **tracking.table_tags(tables)}
-    params = {k: summary[k] for k in ("model", "arch", "split", "params", "faces") if k in summary}
-    flat = {f"{k}": v["mean"] for k, v in summary["metrics"].items()}
-    # One experiment per paper table so each table's runs sit side by side in the UI.
-    for experiment in [f"jasrbench/{summary['profile']}/table{t}" for t in tables] or [f"jasrbench/{summary['profile']}/evaluate"]:
-        with tracking.start_run(experiment, f"{summary['model']} on {summary['split']}", tags, params) as run:
-            run.log_metrics(flat)
-            for name in ("summary.json", "per_image.csv", "ced.csv"):
-                if (out_dir / name).is_file():
-                    run.log_artifact(out_dir / name)
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
@@ -227,12 +270,15 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", help="cpu, cuda, or auto (default: the profile's evaluate.device)")
     parser.add_argument("--hr-reference", action="store_true", help="also verify HR faces (LFW-layout splits)")
     parser.add_argument("--label", help="model name in outputs (default: the checkpoint's)")
+    parser.add_argument("--protocol", choices=sorted(protocols.PROTOCOLS),
+                        help="protocol of a model without weights (bicubic; default: the profile's data.protocol); "
+                             "a checkpoint keeps the protocol it was trained under")
 
 
 def run(args: argparse.Namespace) -> int:
     params = cfgmod.load_profile(args.profile) if args.profile else cfgmod.load_params(args.params)
     summary = evaluate(args.target, args.split, args.out, params, prepared=args.prepared, device=args.device,
-                       hr_reference=args.hr_reference, label=args.label)
+                       hr_reference=args.hr_reference, label=args.label, protocol=args.protocol)
     print(json.dumps({k: v for k, v in summary.items() if k != "metrics"} | {
         "metrics": {k: round(v["mean"], 4) for k, v in summary["metrics"].items()}}, indent=2))
     return 0

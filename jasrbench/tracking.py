@@ -10,17 +10,21 @@ Runs carry tags that line them up in the UI: ``model``, ``arch``, ``dataset``,
 ``split``, ``profile``, ``stage`` (train/evaluate), ``git_commit``, ``tables``
 (the paper tables the model belongs to, e.g. ``1,2,4``) and one ``table_N=yes``
 tag per table, so ``tags.table_4 = 'yes'`` filters Table 4's ablations.
-Evaluation runs also go into one experiment per table
-(``jasrbench/<profile>/table<N>``) so each table's runs sit side by side.
+Training runs go into ``jasrbench/<profile>/train``; evaluation runs into one
+experiment per paper table (``jasrbench/<profile>/table<N>``) whose columns
+read the evaluated split (Table 4: 300W, not LFW), else into
+``jasrbench/<profile>/evaluate``, so each table's runs sit side by side.
 
 What a reader comparing ablations in the UI needs, on every run:
 
-- experiments are tagged as model training (MLflow 3's ``mlflow.experimentKind``),
-  so the UI opens them on their runs, not on GenAI traces;
-- the architecture's effective build keywords (registry defaults and the
-  profile's overrides) as params ``arch.<keyword>`` (``arch.fusion``,
-  ``arch.long_skip``, ``arch.tasks``, ...), the same keys for every model, so
-  the compare view's "show diff only" shows what an ablation switches;
+- experiments are tagged as model training (MLflow 3's ``mlflow.experimentKind``).
+  MLflow 3.17's UI itself takes the layout from its per-browser "GenAI | Model
+  training" switch (GenAI until flipped), so the links written here carry
+  ``workflowType=machine_learning`` and the README says to flip it once;
+- the architecture's effective build keywords (the builder's defaults under the
+  registry name's, under the profile's overrides) as params ``arch.<keyword>``
+  (``arch.fusion``, ``arch.long_skip``, ``arch.tasks``, ...), the same keys for
+  every model, so the compare view highlights what an ablation switches;
 - the prepared split as an MLflow dataset (``mlflow.log_input``): name
   ``<dataset>/<split>``, a content digest (SHA-256 of the byte-deterministic
   split file) and a profile with the protocol and face count;
@@ -28,12 +32,11 @@ What a reader comparing ablations in the UI needs, on every run:
   (``checkpoint_sha256``); an evaluation run tags the same hash of the
   checkpoint it scored and ``training_run_id``, the training run that wrote it
   (looked up by that hash, so a retrained checkpoint is never misattributed);
-- evaluation runs carry ``paper_row``, the label of the table row they fill
-  (``BL`` for both halves of Table 4's BL), and each table experiment keeps a
-  shared view (:func:`table_view`, opened by the link in the experiment's
-  description): the row label, the dataset, the table's metrics in its column
-  order (PSNR and NME for Table 4) as the only metric columns, then the
-  switches that differ between its models.
+- in a table experiment, run names start with the paper row they fill (tag
+  ``paper_row``; ``BL`` for both halves of Table 4's BL), and the experiment
+  keeps a shared view (:func:`table_view`, linked from its description): the
+  table's metrics in its column order (PSNR, NME for Table 4) as the only
+  metric columns, then the switches that differ between its models.
 """
 
 from __future__ import annotations
@@ -196,25 +199,28 @@ def runs_page(experiment_id: str, view: bool = False) -> str:
     return f"#/experiments/{experiment_id}/runs?{query}"
 
 
-NOTE_MARK = "jasrbench:"  # a description with it is ours to rewrite; any other is a user's and stays
+# A description that mentions the switches is ours to rewrite (every version of it did); any other is a user's.
+NOTE_MARK = "Params `arch.*`"
 
 
 def _experiment_note(name: str, experiment_id: str) -> str:
-    """The experiment's description (Markdown, shown above its runs): what its runs are, and the table view link."""
+    """The experiment's description (Markdown, shown above its runs): what its runs are, and the table view link.
+
+    Plain words first: the experiments list shows the description's first characters.
+    """
     kind = name.rsplit("/", 1)[-1]
     number = int(kind[5:]) if kind.startswith("table") and kind[5:].isdigit() else None
     if kind == "train":
-        lead, what = "", "one training run per model and training set (loss and validation curves)"
+        what = "Training runs, one per model and training set (loss and validation curves)."
     elif number is not None:
         metrics = ", ".join(m.upper() for m in table_metrics(number))
-        lead = (f"**[Table view]({runs_page(experiment_id, view=True)})**: {metrics} and the switches that differ, "
-                "one row per model. ")
-        what = f"evaluations of the models of the paper's Table {number} on the splits it reads; run names start with its row"
+        what = (f"Paper Table {number}, one run per model on the splits it reads, named after the table's row. "
+                f"**[Table view]({runs_page(experiment_id, view=True)})**: {metrics} and the switches that differ.")
     else:
-        lead, what = "", "evaluations that fill no paper table"
-    return (f"{lead}{NOTE_MARK} {what}. Params `arch.*`: the architecture switches (select two runs → Compare shows "
-            "which differ). Tags `training_run_id`, `checkpoint_sha256`: the training run and the checkpoint. "
-            "Dataset: the prepared split and its content digest.")
+        what = "Evaluations that fill no paper table."
+    return (f"{what} {NOTE_MARK}: the architecture switches (select two runs → Compare shows which differ). "
+            "Tags `training_run_id`, `checkpoint_sha256`: the training run and the checkpoint. Dataset: the "
+            "prepared split and its content digest.")
 
 
 def _training_experiment(mlflow, name: str) -> None:
@@ -278,6 +284,7 @@ def split_dataset(path: str | Path, metadata: Mapping[str, Any], faces: int):
     from mlflow.data.dataset_source_registry import resolve_dataset_source
     from mlflow.data.meta_dataset import MetaDataset
 
+    name = f"{Path(path).parent.name}/{Path(path).stem}"  # 300w/common: as the profile names the split
     path = Path(path).resolve()
     sha = file_sha256(path)
     profile = {"faces": int(faces), "protocol": str(metadata.get("protocol", "clean")),
@@ -294,7 +301,20 @@ def split_dataset(path: str | Path, metadata: Mapping[str, Any], faces: int):
     with warnings.catch_warnings():  # MLflow registers the local-file source twice and warns that it picked one
         warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted in multiple ways")
         source = resolve_dataset_source(str(path))
-    return PreparedSplitDataset(source, name=f"{path.parent.name}/{path.stem}", digest=sha[:16])
+    return PreparedSplitDataset(source, name=name, digest=sha[:16])
+
+
+def split_faces(path: str | Path) -> int:
+    """The number of faces in a prepared split file, from its ``names`` array's header (no array is read)."""
+    import zipfile
+
+    import numpy as np
+
+    with zipfile.ZipFile(path) as zf, zf.open("names.npy") as fh:
+        major, _ = np.lib.format.read_magic(fh)
+        read_header = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
+        shape, _, _ = read_header(fh)
+    return int(shape[0])
 
 
 def checkpoint_tags(path: str | Path) -> dict[str, str]:
@@ -415,19 +435,18 @@ def log_evaluation(summary: Mapping[str, Any], entry: Mapping[str, Any], out_dir
             lineage["training_run_id"] = train_id
     # A table's experiment holds the evaluations on the splits its columns read (Table 4: 300W, not LFW).
     for table in [t for t in tables if summary["split"] in table_splits(t)] or [None]:
-        first = [k for k in table_metrics(table) if k in means]  # the table's metrics lead
         name = f"{summary['model']} on {summary['split']}"
         row = {}
         if table is not None:
             row = {"paper_row": paper_row(table, summary["model"]) or summary["model"]}
             name = f"{row['paper_row']}: {name}"  # the UI shows the run name first: the row says which ablation
         with start_run(table_experiment(summary["profile"], table), name, {**tags, **row, **lineage}, params) as run:
-            run.log_metrics({k: means[k] for k in first} | means)
-            run.log_split(split_path, split_metadata, int(summary.get("faces", 0)), "evaluation",
+            run.log_metrics(means)
+            run.log_split(split_path, split_metadata, split_faces(split_path), "evaluation",
                           faces_evaluated=summary.get("faces", 0))
-            for name in ("summary.json", "per_image.csv", "ced.csv"):
-                if (out_dir / name).is_file():
-                    run.log_artifact(out_dir / name)
+            for file in ("summary.json", "per_image.csv", "ced.csv"):
+                if (out_dir / file).is_file():
+                    run.log_artifact(out_dir / file)
             experiment_id = run.experiment_id
         if table is not None:
             _update_table_view(experiment_id, table)

@@ -3,14 +3,24 @@
 Data: the prepared training split's context crops, sliced and split into
 train/validation by the profile (``train.max_faces``, ``train.val_faces``; the
 validation faces are carved from the *training* data — the authors picked their
-best epoch on the test set, we do not). Each step draws a batch, augments it on
-the device (:mod:`jasrbench.data.augment`) and makes the LR from the augmented
-HR in torch. An epoch is ``copies_per_epoch`` passes over the training faces
-(the paper's 15 offline copies).
+best epoch on the test set, we do not). The split sits on the device as uint8;
+each step indexes a batch there, augments it and makes the LR from the augmented
+HR (:class:`jasrbench.batcher.Batcher`). An epoch is ``copies_per_epoch``
+passes over the training faces (the paper's 15 offline copies).
+
+The loop (issue 12) reads nothing on the host inside a step: loss sums
+accumulate on the device (:class:`TrainState`, which also holds everything a
+resume needs), and the first non-finite loss is recorded there and acted on at
+the next check — every ``check_every`` steps, every few seconds (when the
+progress bar updates), before every checkpoint and at validation. Precision
+(``train.precision``: ``auto`` = bf16 on CUDA and on CPUs with native bf16,
+else fp32; :mod:`jasrbench.runtime`), ``train.compile`` (``auto`` = on for
+CUDA) and fused Adam come from :mod:`jasrbench.step`; validation and
+``evaluate`` predict in fp32.
 
 Optimizer and schedule as the paper (``paper`` profile): Adam (lr 5e-5,
 β 0.9/0.999, weight decay 5e-4), ×0.5 at epochs 20 and 30, 40 epochs, batch 8.
-channels_last everywhere, bf16 autocast on CUDA.
+channels_last everywhere.
 
 Reproducibility: every random draw (data order, augmentation) comes from a
 generator seeded by (seed, epoch, step), and the model is initialized from the
@@ -18,7 +28,9 @@ seed, so a run resumed from its last checkpoint (``last.pt``: model,
 optimizer, scheduler, RNG states, position) ends exactly where an
 uninterrupted run ends (on the CPU). Checkpoints are written atomically at
 every epoch (and every ``checkpoint_every`` steps if set). A NaN/inf loss
-stops the run with a clear message; the last good checkpoint is kept.
+stops the run at the next check with a message naming the first bad step and
+the steps checked; a checkpoint is written only after a passed check, so the
+last good one is kept.
 
 Outputs (``--out``): ``model.pt`` (the best epoch on validation: weights and
 how to build the model; loaded with ``weights_only=True``), ``last.pt``
@@ -47,9 +59,12 @@ import torch
 from tqdm import tqdm
 
 from . import config as cfgmod
-from . import deps, tracking
+from . import deps, runtime, tracking
+from . import step as stepmod
+from . import pretrained as pretrain_mod
+from .batcher import Batcher, generator
 from .data import degrade, protocols
-from .data.augment import AugmentConfig, augment_batch, rotation_bound
+from .data.augment import AugmentConfig, rotation_bound
 from .data.split import PreparedSplit, load_split
 from .errors import ConfigError, DataError, JasrbenchError
 from .io import atomic_path, atomic_write_json
@@ -83,6 +98,12 @@ class TrainConfig:
     checkpoint_every: int
     eval_batch_size: int
     device: str
+    # The fast path (issue 12): autocast precision (auto|fp32|bf16, jasrbench.runtime), torch.compile of
+    # forward + loss (true|false|auto: CUDA only, jasrbench.step), and how many steps may pass between two
+    # host reads of the device-side loss sums (the finiteness check; also at checkpoints and validation).
+    precision: str = "auto"
+    compile: bool | str = "auto"
+    check_every: int = 100
     # Optional GAN/perceptual terms (jasrbench.models.adversarial); 0 = off, as in the paper.
     adversarial_weight: float = 0.0
     perceptual_weight: float = 0.0
@@ -108,6 +129,13 @@ class TrainConfig:
             for key in ("adversarial_weight", "perceptual_weight"):
                 d[key] = float(d.get(key, 0.0))
             d["discriminator_width"] = int(d.get("discriminator_width", 64))
+            d["check_every"] = int(d.get("check_every", 100))
+            if d["check_every"] < 1:
+                raise ValueError(f"check_every must be ≥ 1, got {d['check_every']}")
+            if d.get("precision", "auto") not in runtime.PRECISIONS:
+                raise ValueError(f"precision must be one of {', '.join(runtime.PRECISIONS)}, got {d['precision']!r}")
+            if d.get("compile", "auto") not in (True, False, "auto"):
+                raise ValueError(f"compile must be true, false or auto, got {d['compile']!r}")
             for key in ("lr", "weight_decay", "gamma", "copies_per_epoch"):
                 d[key] = float(d[key])
             for key in ("epochs", "batch_size", "val_faces", "checkpoint_every", "eval_batch_size"):
@@ -125,16 +153,7 @@ class TrainConfig:
             raise ConfigError(f"train: {exc}") from exc
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
-def generator(*keys: int) -> torch.Generator:
-    """A CPU generator seeded from a tuple of integers (seed, epoch, step, …)."""
-    digest = hashlib.sha256(json.dumps(list(keys)).encode()).digest()
-    return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") & (2**63 - 1))
+resolve_device = runtime.resolve_device
 
 
 def carve_validation(n: int, seed: int, val_faces: int, max_faces: int | None) -> tuple[np.ndarray, np.ndarray]:
@@ -228,7 +247,7 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for corrupt/foreign files
-        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0].split(". ")[0][:200]  # first sentence
         raise DataError(path, f"not a loadable checkpoint, truncated or not written by torch ({reason})") from exc
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         raise DataError(path, "not a jasrbench checkpoint")
@@ -255,13 +274,18 @@ def model_from_checkpoint(path: str | Path, device: torch.device | str = "cpu") 
 
 # --- evaluation on the validation faces ------------------------------------------------------------
 @torch.no_grad()
-def predict(model: FaceModel, lr: torch.Tensor, device: torch.device, batch_size: int) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Run ``model`` over an LR stack in batches → (SR in [0,1] on CPU, landmarks or None)."""
+def predict(model: FaceModel, lr: torch.Tensor, device: torch.device, batch_size: int,
+            precision: str = "fp32") -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Run ``model`` over an LR stack in batches → (SR in [0,1] on CPU, landmarks or None).
+
+    fp32 by default, so one checkpoint gives the same metrics on a GPU and a CPU.
+    """
     model.eval()
+    precision = runtime.resolve_precision(precision, device)
     srs, pts = [], []
     for i in range(0, len(lr), batch_size):
         x = lr[i : i + batch_size].to(device).contiguous(memory_format=torch.channels_last)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+        with runtime.autocast(device, precision):
             out = model(x)
         srs.append(degrade.quantize(out.sr.float()).cpu())
         p = model.decode_landmarks(out)
@@ -368,32 +392,90 @@ class ExtraTerms:
             self.disc_sched.step()
 
 
-# --- one step ---------------------------------------------------------------------------------------
-def training_batch(data: PreparedSplit, idx: np.ndarray, augment: AugmentConfig, gen: torch.Generator,
-                   mirror: torch.Tensor | None, dev: torch.device) -> dict[str, torch.Tensor]:
-    """Faces ``idx`` of a training split → an augmented batch {lr, hr, landmarks, visible} on ``dev``."""
-    context = degrade.to_tensor(data.context[idx]).to(dev)
-    pts = torch.from_numpy(data.landmarks[idx] + data.context_offset)
-    vis = torch.from_numpy(data.visible[idx])
-    hr, pts, vis = augment_batch(context, pts, vis, augment, gen, mirror)
-    # The LR is made as the split's stored LR was (its protocol's kernel), so on-the-fly equals prepared.
-    return {"lr": degrade.make_lr(hr, protocol=data.protocol), "hr": hr, "landmarks": pts, "visible": vis}
-
-
+# --- one step and the state that survives a restart -------------------------------------------------
 def forward_loss(model: FaceModel, batch: dict[str, torch.Tensor], dev: torch.device,
-                 extra: ExtraTerms | None = None) -> dict[str, torch.Tensor]:
-    """The model's losses on a batch: channels_last input, bf16 autocast on CUDA (loss in fp32).
+                 extra: ExtraTerms | None = None, precision: str = "fp32") -> dict[str, torch.Tensor]:
+    """The model's losses on a batch (eager): channels_last input, autocast at ``precision`` (loss in fp32).
 
     With ``extra`` active, the perceptual/adversarial terms are added and the SR
     output is returned under ``"sr_output"`` for the discriminator step.
     """
-    with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
+    with runtime.autocast(dev, precision):
         out = model(batch["lr"].contiguous(memory_format=torch.channels_last))
     losses = model.loss(out, batch)
     if extra is not None and extra.active:
         losses = extra.add(losses, out.sr.float(), batch["hr"])
         losses["sr_output"] = out.sr.float()
     return losses
+
+
+class TrainState:
+    """What a resumed run needs: model, optimizer, scheduler, extra terms, RNG, position, history, loss sums.
+
+    The epoch's loss sums live on the device (float64) and are read on the host only by
+    :meth:`check`, which also acts on the device-side record of the first non-finite loss.
+    """
+
+    def __init__(self, model: FaceModel, optimizer: torch.optim.Optimizer, scheduler: Any, extra: ExtraTerms,
+                 loss_keys: list[str], dev: torch.device):
+        self.model, self.optimizer, self.scheduler, self.extra = model, optimizer, scheduler, extra
+        self.keys, self.dev = loss_keys, dev
+        self.epoch, self.step, self.history, self.best = 0, 0, [], None
+        self.begin_epoch(reset=True)
+
+    def begin_epoch(self, reset: bool) -> None:
+        """Start the epoch's accumulators (``reset``: from zero; else keep a resumed epoch's sums)."""
+        if reset:
+            self.sums = torch.zeros(len(self.keys), dtype=torch.float64, device=self.dev)
+            self.seen = 0
+        self.first_bad = torch.full((), -1, dtype=torch.long, device=self.dev)
+        self.bad_value = torch.zeros((), dtype=torch.float32, device=self.dev)
+        self.checked = self.step  # steps up to here are known finite
+
+    def accumulate(self, losses: dict[str, torch.Tensor]) -> None:
+        """Add one step's losses on the device and remember the first non-finite total (no host sync)."""
+        values = torch.stack([losses[k].detach().float().reshape(()) for k in self.keys])
+        self.sums += values.double()
+        newly = ~torch.isfinite(values[0]) & (self.first_bad < 0)
+        self.first_bad = torch.where(newly, self.step, self.first_bad)
+        self.bad_value = torch.where(newly, values[0], self.bad_value)
+        self.seen += 1
+        self.step += 1
+
+    def check(self) -> tuple[int | None, float, dict[str, float]]:
+        """One host read: (first non-finite step of the epoch or None, its loss, mean losses so far)."""
+        first_bad, bad_value, sums = int(self.first_bad), float(self.bad_value), self.sums.tolist()
+        checked_from, self.checked = self.checked, self.step
+        self.checked_range = (checked_from + 1, self.step)
+        means = {k: v / max(self.seen, 1) for k, v in zip(self.keys, sums)}
+        return (None if first_bad < 0 else first_bad), bad_value, means
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(), "extra": self.extra.state_dict(),
+            "rng_cpu": torch.get_rng_state(),
+            "rng_cuda": torch.cuda.get_rng_state(self.dev) if self.dev.type == "cuda" else None,
+            "epoch": self.epoch, "step": self.step, "history": self.history, "best": self.best,
+            "partial": {"sums": dict(zip(self.keys, self.sums.tolist())), "seen": self.seen} if self.step else None,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.extra.load_state_dict(state.get("extra"))
+        torch.set_rng_state(state["rng_cpu"])
+        if self.dev.type == "cuda" and state.get("rng_cuda") is not None:
+            torch.cuda.set_rng_state(state["rng_cuda"], self.dev)
+        self.epoch, self.step = int(state["epoch"]), int(state["step"])
+        self.history, self.best = list(state["history"]), state["best"]
+        partial = state.get("partial")
+        self.begin_epoch(reset=True)
+        if self.step and partial:  # the loss sums of the steps done before the interruption
+            self.sums = torch.tensor([float(partial["sums"][k]) for k in self.keys], dtype=torch.float64,
+                                     device=self.dev)
+            self.seen = int(partial["seen"])
 
 
 # --- the loop ---------------------------------------------------------------------------------------
@@ -418,6 +500,8 @@ def train(
     cfg = TrainConfig.from_dict(train_dict)
     seed = int(params["seed"])
     dev = resolve_device(device or cfg.device)
+    precision = runtime.resolve_precision(cfg.precision, dev)
+    runtime.configure_backends(dev)
     out_dir, results_dir = Path(out_dir), Path(results_dir or out_dir)
     prepared = Path(prepared or params["data"]["prepared"])
     split_path = prepared / dataset / "train.npz"
@@ -449,8 +533,12 @@ def train(
     closed_form = bool(getattr(model, "closed_form", False))
     if closed_form:
         model.fit_training_faces(data.landmarks[train_idx], data.visible[train_idx])
+    # A joint model whose landmark network was pretrained alone on HR faces (Super-FAN's FAN, the
+    # `pretrain` stage of jasrbench/pretrain.py) starts from those weights.
+    if pretrain_mod.settings(params, model_name) is not None:
+        model.load_pretrained(pretrain_mod.pretrained_file(params["profile"], model_name, model.pretrain_part, dataset))
     model = model.to(dev).to(memory_format=torch.channels_last)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
+    optimizer = stepmod.make_optimizer(model, cfg.lr, cfg.betas, cfg.weight_decay, dev)
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=cfg.milestones, gamma=cfg.gamma)
     extra = ExtraTerms(cfg, model, dev)
     n_params = sum(p.numel() for p in model.parameters())
@@ -458,6 +546,7 @@ def train(
     run_config = {
         "model": model_name, "arch": entry["arch"], "overrides": entry["overrides"], "dataset": dataset,
         "profile": params["profile"], "seed": seed, "train": train_dict, "protocol": data.protocol,
+        "precision": precision,
         "split": str(split_path), "split_faces": len(data), "train_faces": len(train_idx), "val_faces": len(val_idx),
     }
     chash = config_hash(run_config)
@@ -465,40 +554,46 @@ def train(
     steps_per_epoch = 0 if closed_form else max(1, math.ceil(len(train_idx) * cfg.copies_per_epoch / cfg.batch_size))
     metric_key, sign = selection_key(model, cfg.select)
 
-    start_epoch, start_step, history, best, partial = 0, 0, [], None, None
     loss_keys = ["total", "sr", "heatmap"]
     if extra.perceptual is not None:
         loss_keys.append("perceptual")
     if extra.disc is not None:
         loss_keys += ["adversarial", "discriminator"]
-    sums, seen = dict.fromkeys(loss_keys, 0.0), 0
+    ts = TrainState(model, optimizer, scheduler, extra, loss_keys, dev)
     last_path, best_path = out_dir / "last.pt", out_dir / "model.pt"
     state = resume_decision(last_path, fingerprint, cfg.epochs, resume)
     if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        extra.load_state_dict(state.get("extra"))
-        torch.set_rng_state(state["rng_cpu"])
-        if dev.type == "cuda" and state.get("rng_cuda") is not None:
-            torch.cuda.set_rng_state(state["rng_cuda"])
-        start_epoch, start_step = int(state["epoch"]), int(state["step"])
-        history, best, partial = list(state["history"]), state["best"], state.get("partial")
-        log.info("resuming %s in epoch %d after %d of its %d steps", model_name, start_epoch + 1, start_step,
+        ts.load_state_dict(state)
+        log.info("resuming %s in epoch %d after %d of its %d steps", model_name, ts.epoch + 1, ts.step,
                  steps_per_epoch)
     else:
         best_path.unlink(missing_ok=True)  # a fresh run never leaves another run's model.pt beside its own
+    batcher = Batcher(data, train_idx, cfg.augment, mirror_t, dev, seed=seed, batch_size=cfg.batch_size,
+                      copies_per_epoch=cfg.copies_per_epoch)
+    # The extra terms need the SR output: they run eagerly. Everything else goes through step.loss_function.
+    compiled = stepmod.resolve_compile(cfg.compile, dev) and not extra.active and not closed_form
+    loss_fn = (stepmod.loss_function(model, dev, precision, compiled) if not extra.active
+               else lambda batch: forward_loss(model, batch, dev, extra, precision))
+    hardware = runtime.describe(dev, precision, compiled)
 
-    def resume_state(epoch: int, step: int) -> dict[str, Any]:
-        return {
+    def save_resume_state() -> None:
+        """last.pt, written only after the finiteness check passed (so it is always a good state)."""
+        save_checkpoint(last_path, {
             "format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "config_hash": chash,
-            "kind": "resume", "fingerprint": fingerprint, "finished": epoch >= cfg.epochs,
-            "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-            "rng_cpu": torch.get_rng_state(), "rng_cuda": torch.cuda.get_rng_state() if dev.type == "cuda" else None,
-            "epoch": epoch, "step": step, "history": history, "best": best,
-            "partial": {"sums": dict(sums), "seen": seen} if step else None,
-            "extra": extra.state_dict(),
-        }
+            "kind": "resume", "fingerprint": fingerprint, "finished": ts.epoch >= cfg.epochs, **ts.state_dict(),
+        })
+
+    def check_finite(epoch: int) -> dict[str, float]:
+        """Read the device-side sums; stop on the first non-finite loss, naming it and the steps checked."""
+        first_bad, value, means = ts.check()
+        if first_bad is not None:
+            lo, hi = ts.checked_range
+            raise TrainingDiverged(
+                f"{model_name}: loss became {value} at epoch {epoch + 1}, step {first_bad + 1} "
+                f"(found by the check of steps {lo}–{hi}); stopped. The last good checkpoint is kept in {last_path}"
+                + (f" (and the best in {best_path})" if best_path.exists() else "")
+                + ". Lower train.lr or check the data.")
+        return means
 
     def best_payload(epoch: int, metrics: dict[str, float]) -> dict[str, Any]:
         return {
@@ -510,71 +605,69 @@ def train(
         }
 
     tags = {"stage": "train", "model": model_name, "arch": entry["arch"], "dataset": dataset,
-            "profile": params["profile"], **tracking.table_tags(entry["tables"])}
+            "profile": params["profile"], "device": dev.type, "precision": precision,
+            **tracking.table_tags(entry["tables"])}
     experiment = tracking.train_experiment(params["profile"])
     steps_done_here = 0
     t_start = time.perf_counter()
     with tracking.start_run(experiment, f"train {model_name} on {dataset}", tags,
-                            {**run_config, "params": n_params, **tracking.arch_params(entry["arch"], entry["overrides"])}) as run:
+                            {**run_config, "params": n_params, **tracking.arch_params(entry["arch"], entry["overrides"]),
+                             "runtime": hardware}) as run:
         run.log_split(split_path, data.metadata, len(data), "training", train_faces=len(train_idx), val_faces=len(val_idx))
-        for epoch in range(start_epoch, cfg.epochs):
-            order = torch.cat([torch.randperm(len(train_idx), generator=generator(seed, epoch, c))
-                               for c in range(math.ceil(cfg.copies_per_epoch))])
+        for epoch in range(ts.epoch, cfg.epochs):
+            ts.epoch = epoch
+            ts.begin_epoch(reset=ts.step == 0)
             model.train()
-            sums = dict.fromkeys(loss_keys, 0.0)
-            seen, ran, t0 = 0, 0, time.perf_counter()
-            first = start_step if epoch == start_epoch else 0
-            if first and partial:  # the loss sums of the steps done before the interruption
-                sums, seen = dict(partial["sums"]), int(partial["seen"])
-            bar = tqdm(range(first, steps_per_epoch), desc=f"{model_name} epoch {epoch + 1}/{cfg.epochs}",
+            ran, t0, shown = 0, time.perf_counter(), time.perf_counter()
+            bar = tqdm(total=steps_per_epoch, initial=ts.step, desc=f"{model_name} epoch {epoch + 1}/{cfg.epochs}",
                        leave=False, dynamic_ncols=True, mininterval=2)
-            for step in bar:
-                pick = order[(step * cfg.batch_size + torch.arange(cfg.batch_size)) % len(order)]
-                batch = training_batch(data, train_idx[pick.numpy()], cfg.augment, generator(seed, epoch, step, 1),
-                                       mirror_t, dev)
-                losses = forward_loss(model, batch, dev, extra)
-                total = losses["total"]
-                if not torch.isfinite(total):
-                    raise TrainingDiverged(
-                        f"{model_name}: loss became {total.item()} at epoch {epoch + 1}, step {step + 1}; "
-                        f"stopped. The last good checkpoint is kept in {last_path}"
-                        + (f" (and the best in {best_path})" if best_path.exists() else "")
-                        + ". Lower train.lr or check the data.")
+            while ts.step < steps_per_epoch:
+                batch = batcher.batch(epoch, ts.step)
+                losses = loss_fn(batch)
                 optimizer.zero_grad(set_to_none=True)
-                total.backward()
+                losses["total"].backward()
                 optimizer.step()
                 if extra.disc is not None:
                     losses["discriminator"] = extra.discriminator_step(losses["sr_output"], batch["hr"])
-                for k in sums:
-                    sums[k] += losses[k].detach().item()
-                seen += 1
+                ts.accumulate(losses)
                 ran += 1
                 steps_done_here += 1
-                bar.set_postfix(loss=f"{total.detach().item():.4f}",
-                                img_s=f"{ran * cfg.batch_size / (time.perf_counter() - t0):.1f}")
-                if stop_after_steps is not None and steps_done_here >= stop_after_steps:
-                    save_checkpoint(last_path, resume_state(epoch, step + 1))
+                stop = stop_after_steps is not None and steps_done_here >= stop_after_steps
+                checkpoint = (cfg.checkpoint_every and ts.step % cfg.checkpoint_every == 0
+                              and ts.step < steps_per_epoch)
+                # Host reads only here: before any checkpoint, every check_every steps, or every few seconds.
+                if stop or checkpoint or ts.step - ts.checked >= cfg.check_every or time.perf_counter() - shown > 5:
+                    means = check_finite(epoch)
+                    shown = time.perf_counter()
+                    bar.set_postfix(loss=f"{means['total']:.4f}", img_s=f"{ran * cfg.batch_size / (shown - t0):.1f}")
+                    bar.update(ts.step - bar.n)
+                if stop:
+                    save_resume_state()
                     return {"stopped_early": True}
-                if cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0 and step + 1 < steps_per_epoch:
-                    save_checkpoint(last_path, resume_state(epoch, step + 1))
+                if checkpoint:
+                    save_resume_state()
+            means = check_finite(epoch)
             bar.close()
             scheduler.step()
             extra.epoch_done()
             elapsed = time.perf_counter() - t0
             metrics = validation_metrics(model, val, dev, cfg.eval_batch_size)
             row = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"],
-                   **{f"loss_{k}": v / max(seen, 1) for k, v in sums.items()},
+                   **{f"loss_{k}": v for k, v in means.items()},
                    "img_per_s": ran * cfg.batch_size / elapsed if elapsed > 0 else float("nan"), **metrics}
+            history, best = ts.history, ts.best
             history.append(row)
             score = sign * metrics[metric_key]
             if best is None or score > best["score"]:
-                best = {"score": score, "epoch": epoch + 1, "metrics": metrics}
+                ts.best = best = {"score": score, "epoch": epoch + 1, "metrics": metrics}
                 save_checkpoint(best_path, best_payload(epoch + 1, metrics))
-            save_checkpoint(last_path, resume_state(epoch + 1, 0))
+            ts.epoch, ts.step = epoch + 1, 0
+            save_resume_state()
             run.log_metrics({k: v for k, v in row.items() if k != "epoch" and math.isfinite(v)}, step=epoch + 1)
             log.info("%s epoch %d/%d: %s", model_name, epoch + 1, cfg.epochs,
                      ", ".join(f"{k}={v:.4g}" for k, v in row.items() if k != "epoch"))
 
+        history, best = ts.history, ts.best
         if best is None:
             raise ConfigError(f"{model_name}: train.epochs={cfg.epochs} trains nothing")
         if not best_path.exists():
@@ -587,7 +680,7 @@ def train(
             "selected_by": metric_key, **{f"best_{k}": v for k, v in best["metrics"].items()},
             "final_loss": history[-1]["loss_total"],
             "img_per_s": float(np.median(throughput)) if throughput else None,
-            "device": dev.type, "config_hash": chash, "fingerprint": fingerprint["id"],
+            **hardware, "config_hash": chash, "fingerprint": fingerprint["id"],
         }
         results_dir.mkdir(parents=True, exist_ok=True)
         with atomic_path(results_dir / "history.csv") as tmp:
