@@ -36,7 +36,9 @@ reproduce: install
 	else $(VENV)/bin/jasrbench profile sync; fi
 	PATH="$(abspath $(VENV))/bin:$$PATH" $(VENV)/bin/dvc repro
 
+# MLflow 3.17's UI opens experiments as GenAI (traces) until its sidebar switch is set to "Model training".
 mlflow-ui: install
+	@echo "Open http://127.0.0.1:$${MLFLOW_PORT:-5000} and set the sidebar switch to 'Model training' once (remembered)"
 	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(VENV)/bin/mlflow ui \
 		--backend-store-uri $${MLFLOW_TRACKING_URI:-sqlite:///mlflow.db} \
 		--host 127.0.0.1 --port $${MLFLOW_PORT:-5000} --workers 1

@@ -123,10 +123,13 @@ def render(report: Report, params: dict[str, Any] | None = None, commit: str | N
         "",
         "Every training and evaluation run is logged to MLflow (`mlflow.db` in the repository root unless "
         "`MLFLOW_TRACKING_URI` says otherwise). Start the UI with `make mlflow-ui` (http://127.0.0.1:5000; "
-        "`MLFLOW_PORT` picks another port; one worker, no job workers), then:",
+        "`MLFLOW_PORT` picks another port; one worker, no job workers), set the sidebar's switch to "
+        "\"Model training\" once (MLflow 3.17 opens experiments as GenAI traces until then), then:",
         "",
         f"- experiments `jasrbench/{profile}/table1` … `table5` hold the evaluation runs of each paper table side by "
-        f"side, `jasrbench/{profile}/train` the training runs (losses and validation metrics per epoch);",
+        f"side, named after the table's rows; each one's description links its *table view* (the table's metrics "
+        f"and the `arch.*` switches that differ); `jasrbench/{profile}/train` holds the training runs (losses and "
+        "validation metrics per epoch);",
         "- every run is tagged `model`, `arch`, `profile`, `stage` (train/evaluate), `git_commit`, `tables` and "
         "`table_N = yes`; search e.g. `tags.table_4 = 'yes' and tags.stage = 'evaluate'`, select the runs, "
         "**Compare**;",

@@ -2,22 +2,30 @@
 
 The server is started with the Makefile's own command line (127.0.0.1, one
 worker, no job workers) on a free port and a temporary sqlite store; the
-results tree (conftest) trains and evaluates real smoke models — among them
-Table 4's BL pair — logging to it over HTTP.
+results tree (conftest) trains and evaluates real smoke models — Table 4's
+rows BL (its SR-only and alignment-only halves) and JASRNet — logging to it
+over HTTP. What a reader of the UI relies on is checked here through the REST
+API (experiment kind, switches, datasets, lineage, the table view);
+``test_mlflow_browser.py`` checks the same in the rendered page. The last test
+stops the server.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
 import socket
+from pathlib import Path
 
 import pytest
-from report_helpers import group_processes
+from report_helpers import LOGGED, PROFILE, ROWS, SWITCHES, experiment_ids, group_processes, search_runs
 
-PROFILE = "smoke"
-ABLATIONS = {"jasrnet_bl_sr", "jasrnet_bl_align"}
+from jasrbench import config, tracking
+from jasrbench.data.split import load_split
+
+ABLATIONS = set(LOGGED)  # the tree's models that log to MLflow
 
 
 def test_makefile_starts_the_ui_on_localhost_with_one_worker_and_no_job_workers(mlflow_server):
@@ -45,16 +53,99 @@ def _other_address() -> str:
     return address if not address.startswith("127.0.0.1") else "127.0.0.2"
 
 
+def sha256(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def tree_runs(tree) -> dict[str, dict]:
+    """The tree's train and 300W-common evaluate DAG items of each logged model."""
+    dag = config.derive_dag(tree.params)
+    items = {}
+    for model in ABLATIONS:
+        train = next(i for i in dag["train"].values() if i["model"] == model)
+        evaluate = next(i for i in dag["evaluate"].values() if i["model"] == model and i["split"] == "300w/common")
+        items[model] = {"checkpoint": tree.root / evaluate["checkpoint"], "train_split": Path(train["train_split"])}
+    return items
+
+
+def test_experiments_open_as_model_training_with_a_table_view_of_psnr_nme_and_the_switches(mlflow_server,
+                                                                                           results_tree):
+    server = mlflow_server
+    experiments = experiment_ids(server)
+    ours = {n: i for n, i in experiments.items() if n.startswith(f"jasrbench/{PROFILE}/")}
+    assert {f"jasrbench/{PROFILE}/train", f"jasrbench/{PROFILE}/table4"} <= set(ours), experiments
+    for name, eid in ours.items():
+        tags = {t["key"]: t["value"] for t in server.get(f"experiments/get?experiment_id={eid}")["experiment"]["tags"]}
+        assert tags["mlflow.experimentKind"] == "custom_model_development", name  # not a GenAI experiment
+        assert "Params `arch.*`" in tags["mlflow.note.content"], name
+
+    table4 = ours[f"jasrbench/{PROFILE}/table4"]
+    tags = {t["key"]: t["value"] for t in server.get(f"experiments/get?experiment_id={table4}")["experiment"]["tags"]}
+    # The description opens the table view, in the UI's model-training layout.
+    link = f"#/experiments/{table4}/runs?viewStateShareKey=jasrbench&workflowType=machine_learning"
+    assert f"**[Table view]({link})**" in tags["mlflow.note.content"]
+    view = json.loads(tags["mlflow.sharedViewState.jasrbench"])
+    # Table 4's metrics in its order, then exactly the switches that differ between BL's halves and JASRNet.
+    assert view["selectedColumns"] == ["metrics.`psnr`", "metrics.`nme`", "params.`arch.tasks`",
+                                       "params.`arch.fusion`", "params.`arch.long_skip`"]
+    order = view["columnOrder"]
+    assert order.index("attributes.`Run Name`") < order.index("metrics.`psnr`") < order.index("metrics.`nme`")
+    assert view["orderByKey"] == "tags.`mlflow.runName`" and view["orderByAsc"] is True
+
+
+def test_runs_carry_switches_datasets_and_lineage(mlflow_server, results_tree):
+    server = mlflow_server
+    experiments = experiment_ids(server)
+    train_runs = {r["tags"]["model"]: r for r in search_runs(server, [experiments[f"jasrbench/{PROFILE}/train"]])}
+    table4 = {r["tags"]["model"]: r for r in search_runs(server, [experiments[f"jasrbench/{PROFILE}/table4"]])}
+    assert set(train_runs) == set(table4) == ABLATIONS
+    common = results_tree.prepared / "300w" / "common.npz"
+    common_faces, common_sha = len(load_split(common)), sha256(common)
+    items = tree_runs(results_tree)
+    (train_split,) = {item["train_split"] for item in items.values()}  # all trained on 300W's training split
+    split, train_sha = load_split(train_split), sha256(train_split)
+    for model, item in items.items():
+        train, evaluation = train_runs[model], table4[model]
+        # Switches: the same keys and values on both runs, the registry's defaults under the profile's overrides.
+        arch = {k: v for k, v in train["params"].items() if k.startswith("arch.")}
+        entry = config.model_entry(results_tree.params, model)
+        assert arch == tracking.arch_params(entry["arch"], {**entry["overrides"], "num_points": 68})
+        assert {k: arch[k] for k in SWITCHES[model]} == SWITCHES[model], model
+        assert {k: v for k, v in evaluation["params"].items() if k.startswith("arch.")} == arch
+
+        # Datasets: the prepared split with its content digest, protocol and face count.
+        (tin,) = train["datasets"]
+        assert tin["dataset"]["name"] == "300w/train" and tin["dataset"]["digest"] == train_sha[:16]
+        profile = json.loads(tin["dataset"]["profile"])
+        assert profile == {"faces": len(split), "protocol": split.metadata.get("protocol", "clean"), "points": 68,
+                           "sha256": train_sha}
+        assert {t["key"]: t["value"] for t in tin["tags"]}["mlflow.data.context"] == "training"
+        (ein,) = evaluation["datasets"]
+        assert ein["dataset"]["name"] == "300w/common" and ein["dataset"]["digest"] == common_sha[:16]
+        assert json.loads(ein["dataset"]["profile"])["faces"] == common_faces
+        ein_tags = {t["key"]: t["value"] for t in ein["tags"]}
+        assert ein_tags["mlflow.data.context"] == "evaluation"
+        assert int(ein_tags["faces_evaluated"]) == int(evaluation["params"]["faces"]) <= common_faces
+
+        # Lineage: the evaluation names the training run that kept the very checkpoint it scored.
+        checkpoint = sha256(item["checkpoint"])
+        assert train["tags"]["checkpoint_sha256"] == evaluation["tags"]["checkpoint_sha256"] == checkpoint
+        assert evaluation["tags"]["training_run_id"] == train["run_id"]
+        # The row of Table 4 the run fills leads its name.
+        assert evaluation["tags"]["paper_row"] == ROWS[model]
+        assert evaluation["run_name"] == f"{ROWS[model]}: {model} on 300w/common"
+
+    # JASRNet on LFW fills Table 3, not Table 4 (whose columns read 300W only).
+    table3 = search_runs(server, [experiments[f"jasrbench/{PROFILE}/table3"]])
+    assert {(r["tags"]["model"], r["tags"]["split"]) for r in table3} == {("jasrnet", "lfw/test")}
+
+
 def test_table4_ablation_runs_found_through_the_rest_api_then_server_stopped(mlflow_server, results_tree):
     server = mlflow_server
-    experiments = {e["name"]: e["experiment_id"]
-                   for e in server.post("experiments/search", {"max_results": 1000})["experiments"]}
+    experiments = experiment_ids(server)
     assert {f"jasrbench/{PROFILE}/train", f"jasrbench/{PROFILE}/table4"} <= set(experiments), experiments
 
-    found = server.post("runs/search", {"experiment_ids": list(experiments.values()), "max_results": 1000,
-                                        "filter": "tags.table_4 = 'yes'"})["runs"]
-    runs = [{**r["info"], "tags": {t["key"]: t["value"] for t in r["data"].get("tags", [])},
-             "metrics": {m["key"]: m["value"] for m in r["data"].get("metrics", [])}} for r in found]
+    runs = search_runs(server, list(experiments.values()), "tags.table_4 = 'yes'")
     assert {r["tags"]["model"] for r in runs} == ABLATIONS  # the only models of the tree that log to MLflow
     for run in runs:
         tags = run["tags"]
@@ -62,24 +153,23 @@ def test_table4_ablation_runs_found_through_the_rest_api_then_server_stopped(mlf
         assert re.fullmatch(r"[0-9a-f]{40}(-dirty)?", tags["git_commit"]), tags["git_commit"]
         assert tags["stage"] in ("train", "evaluate") and run["status"] == "FINISHED"
     for model in ABLATIONS:
-        stages = {r["tags"]["stage"]: r for r in runs if r["tags"]["model"] == model}
-        assert set(stages) == {"train", "evaluate"}, model
-        assert stages["train"]["experiment_id"] == experiments[f"jasrbench/{PROFILE}/train"]
-        assert stages["evaluate"]["experiment_id"] == experiments[f"jasrbench/{PROFILE}/table4"]
-        assert "loss_total" in stages["train"]["metrics"]
-    evaluations = {r["tags"]["model"]: r for r in runs if r["tags"]["stage"] == "evaluate"
-                   and r["tags"].get("split") == "300w/common"}
+        mine = [r for r in runs if r["tags"]["model"] == model]
+        assert [r["experiment_id"] for r in mine if r["tags"]["stage"] == "train"] == [
+            experiments[f"jasrbench/{PROFILE}/train"]]
+        assert experiments[f"jasrbench/{PROFILE}/table4"] in {r["experiment_id"] for r in mine
+                                                               if r["tags"]["stage"] == "evaluate"}
+        assert "loss_total" in next(r for r in mine if r["tags"]["stage"] == "train")["metrics"]
+    table4 = search_runs(server, [experiments[f"jasrbench/{PROFILE}/table4"]], "tags.stage = 'evaluate'")
+    evaluations = {r["tags"]["model"]: r for r in table4}
+    # Table 4's experiment holds exactly the evaluations of Table 4's models, one each (300W common).
+    assert len(table4) == len(evaluations) == len(ABLATIONS) and set(evaluations) == ABLATIONS
     # The metrics the UI compares side by side are those of the results tree's summaries.
     metrics = json.loads((results_tree.results / "metrics.json").read_text())["models"]
     bl_sr, bl_align = evaluations["jasrnet_bl_sr"]["metrics"], evaluations["jasrnet_bl_align"]["metrics"]
     assert bl_sr["psnr"] == pytest.approx(metrics["jasrnet_bl_sr"]["300w/common"]["psnr"]["mean"])
     assert bl_align["nme"] == pytest.approx(metrics["jasrnet_bl_align"]["300w/common"]["nme"]["mean"])
     assert "nme" not in bl_sr and "psnr" not in bl_align  # each BL model does one task
-
-    # Table 4's experiment holds exactly the evaluations of Table 4's models, filterable by stage.
-    table4 = server.post("runs/search", {"experiment_ids": [experiments[f"jasrbench/{PROFILE}/table4"]],
-                                         "filter": "tags.stage = 'evaluate'", "max_results": 1000})["runs"]
-    assert {t["value"] for r in table4 for t in r["data"]["tags"] if t["key"] == "model"} == ABLATIONS
+    assert {"psnr", "nme"} <= set(evaluations["jasrnet"]["metrics"])
 
     # Stop the server by its process id: the whole group (CLI + uvicorn worker) is gone, the port closed.
     pgid = server.pgid
