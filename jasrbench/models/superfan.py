@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .. import pretrained
 from .base import FaceModel, ModelOutput
 from .fsrnet import BasicBlock
 from .registry import register
@@ -134,18 +135,39 @@ class SuperFAN(FaceModel):
       depth ``fan_depth`` and ``fan_feats`` features, applied to the SR image:
       K+1 maps at 32×32 (``heatmap_stride`` 4), one entry of ``heatmaps`` per stack.
 
-    Loss: pixel MSE (mean over pixels, as the paper's l_pixel) + ``alpha`` × heatmap
-    loss; the heatmap loss is the paper's (1/N) Σ_n Σ_ij (M_ij − M̂_ij)² per stack —
-    squared error summed over each map's pixels, averaged over the masked maps and
-    the batch — summed over the stacks. Gradients of the heatmap loss reach the SR
-    network through the SR image (the point of Super-FAN). The paper's perceptual
-    and WGAN terms are optional extras there and are not used.
+    Training, as Bulat & Tzimiropoulos do it: (1) the FAN is first trained alone on
+    HR faces — here the 128² HR training crops, in the DVC stage
+    ``pretrain@superfan_fan-<dataset>`` (:mod:`jasrbench.pretrain`; a profile asks for
+    it with ``models.superfan.pretrain``) — and (2) SR network and FAN are then
+    trained jointly from that FAN (:meth:`load_pretrained`, called by ``train``).
+
+    Loss (joint): ``l_pixel + alpha · l_heatmap``. Both terms have the paper's
+    normalizations (supplementary material of the CVPR 2018 paper, Eqs. 1–2):
+    l_pixel = 1/(r²WH) Σ (I_HR − G(I_LR))², the mean squared error over the HR
+    pixels (images in [0, 1]); l_heatmap = (1/N) Σ_n Σ_ij (M̃ⁿ_ij − M̂ⁿ_ij)², squared
+    error summed over each map's pixels and averaged over the N landmarks (here
+    the masked maps and the batch), summed over the stacks. Gradients of the
+    heatmap loss reach the SR network through the SR image (the point of
+    Super-FAN). The paper's l_feature and l_WGAN terms are its optional GAN extras
+    (off here, as for every model of the benchmark).
+
+    The heatmap weight: the numeric weights of the main paper's overall loss could
+    not be retrieved from the sources searched for this benchmark (only the
+    supplementary's definitions above); ``alpha`` stays a model argument. Its
+    default, 1, weights l_heatmap as the definitions stand; the maps here have the
+    paper's σ in cells (1 cell, FAN's own) so per-map sums compare 1:1 with FAN's
+    64×64 maps. What made the joint run collapse (SR below bicubic) was not this
+    weight but an untrained FAN: its heatmap gradient then pushes the SR image
+    towards whatever a random FAN responds to; a FAN pretrained on HR faces
+    pushes it towards HR faces, as in the paper.
 
     Parameters: 14,107,597
 
     Widths/depths: ``n_feats`` (64), ``n_blocks`` ((12, 3, 2, 2) at 16/32/64/128 px),
     ``fan_feats`` (256), ``fan_stacks`` (2), ``fan_depth`` (4), ``alpha`` (1.0),
-    ``num_points`` (68; 19 for AFLW).
+    ``num_points`` (68; 19 for AFLW). The pretrained FAN
+    (``models/<profile>/pretrain/superfan_fan-<dataset>/fan.pt``) is loaded by ``train``
+    when the profile has ``models.superfan.pretrain``; without it the FAN starts from scratch.
     Init: PyTorch defaults.
 
     Adaptations: Super-FAN is ×4 (16 → 64) with blocks 12/3/2 at 16/32/64 px; for ×8
@@ -154,7 +176,7 @@ class SuperFAN(FaceModel):
     takes the 128×128 SR image and returns 32×32 maps (also 1/4, σ = 4 HR px =
     1 cell, FAN's own σ). Super-FAN's heatmap target is FAN's output on the HR
     image; here it is the ground-truth heatmap (K points + background), which the
-    benchmark has. The heatmap weight (1) is our choice.
+    benchmark has.
     """
 
     paper = (
@@ -166,6 +188,7 @@ class SuperFAN(FaceModel):
     predicts_landmarks = True
     heatmap_stride = 4
     sr_loss = "mse"
+    pretrain_part = "fan"  # jasrbench.pretrain trains this network alone on HR faces first
 
     def __init__(
         self,
@@ -206,6 +229,10 @@ class SuperFAN(FaceModel):
     def forward(self, lr: torch.Tensor) -> ModelOutput:
         sr = self.super_resolve(lr)
         return ModelOutput(sr=sr, heatmaps=self.fan(sr))
+
+    def load_pretrained(self, path: str) -> None:
+        """Start the joint training from the FAN pretrained on HR faces (``jasrbench pretrain``)."""
+        pretrained.load_pretrained(self.fan, path, self.pretrain_part, self.num_points)
 
     def heatmap_loss_value(self, stages: list[torch.Tensor], target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Super-FAN's heatmap loss: per-map squared error summed over pixels, mean over masked maps, summed over stacks."""

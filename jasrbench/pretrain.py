@@ -1,0 +1,167 @@
+"""``jasrbench pretrain``: a joint model's landmark network trained alone on HR faces, before joint training.
+
+Super-FAN (Bulat & Tzimiropoulos, CVPR 2018) integrates a FAN that was first
+trained on high-resolution faces; the joint SR + FAN training starts from it.
+A model opts in with ``pretrain_part`` (the attribute naming its landmark
+network, ``"fan"``) and a profile asks for it per model::
+
+    models:
+      superfan:
+        pretrain: {epochs: 2}        # optional: lr (default train.lr)
+        train_on: {300w: [300w/common]}
+
+``derive_dag`` then adds a DVC stage ``pretrain@<model>_<part>-<dataset>``
+(``pretrain@superfan_fan-300w``) whose output the model's training stage
+depends on and loads (:meth:`load_pretrained`) before its first step.
+
+Data: the same training faces, validation faces (carved from the training
+split with the same seed, so the pretraining never sees them) and on-the-fly
+augmentation as ``train``, but the landmark network sees the **HR** 128×128
+face. Loss: the model's own heatmap loss on its own heatmap grid. Optimizer:
+the profile's Adam (lr, betas, weight decay), constant lr. The kept epoch is
+the one with the lowest validation NME (on HR faces).
+
+Outputs (``--out``): ``<part>.pt`` (the network's weights, loaded with
+``weights_only=True``); ``--results``: ``history.csv`` and ``pretrain.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from . import config as cfgmod
+from .batcher import Batcher
+from .data import degrade
+from .data.split import load_split
+from .errors import ConfigError, DataError
+from .io import atomic_path, atomic_write_json
+from .models import FaceModel, ModelOutput, build
+from .pretrained import PRETRAINED_FORMAT, PRETRAINED_VERSION, settings
+
+log = logging.getLogger(__name__)
+def _network(model: FaceModel, model_name: str) -> tuple[str, torch.nn.Module]:
+    part = getattr(model, "pretrain_part", None)
+    if not part:
+        raise ConfigError(f"models.{model_name}.pretrain: {type(model).__name__} has no landmark network to "
+                          "pretrain (no `pretrain_part`)")
+    return part, getattr(model, part)
+
+
+@torch.no_grad()
+def hr_nme(model: FaceModel, network: torch.nn.Module, val, dev: torch.device, batch_size: int = 32) -> float:
+    """Mean NME (×100) of the landmark network on the validation faces' HR images."""
+    from .metrics import landmarks as lm
+
+    network.eval()
+    hr = degrade.to_tensor(val.hr)
+    points = []
+    for i in range(0, len(hr), batch_size):
+        x = hr[i : i + batch_size].to(dev)
+        out = network(x)
+        maps = out if isinstance(out, list) else [out]
+        points.append(model.decode_landmarks(ModelOutput(sr=x, heatmaps=maps)).float().cpu())
+    pred = torch.cat(points).numpy()
+    nme = lm.nme(pred, val.landmarks, val.visible, normalizer=lm.default_normalizer(val.num_points), boxes=val.boxes)
+    return float(np.mean(nme))
+
+
+def pretrain(model_name: str, dataset: str, params: dict[str, Any], out_dir: str | Path,
+             results_dir: str | Path | None = None, *, prepared: str | Path | None = None,
+             device: str | None = None) -> dict[str, Any]:
+    """Pretrain ``model_name``'s landmark network on ``dataset``'s HR training faces; returns ``pretrain.json``."""
+    from .train import TrainConfig, carve_validation, resolve_device
+
+    pre = settings(params, model_name)
+    if pre is None:
+        raise ConfigError(f"models.{model_name} has no `pretrain` entry in profile {params['profile']!r}")
+    entry = cfgmod.model_entry(params, model_name)
+    cfg = TrainConfig.from_dict({**params["train"], **(params["models"][model_name] or {}).get("train", {})})
+    seed = int(params["seed"])
+    dev = resolve_device(device or cfg.device)
+    out_dir, results_dir = Path(out_dir), Path(results_dir or out_dir)
+    split_path = Path(prepared or params["data"]["prepared"]) / dataset / "train.npz"
+    data = load_split(split_path)
+    if data.context is None:
+        raise DataError(split_path, "no context crops (prepared as a test split?)")
+    train_idx, val_idx = carve_validation(len(data), seed, cfg.val_faces, cfg.max_faces)
+    val = data.subset(val_idx)
+    mirror = data.metadata.get("mirror_permutation")
+    mirror_t = torch.tensor(mirror) if mirror else None
+
+    torch.manual_seed(seed)
+    model = build(entry["arch"], **{**entry["overrides"], "num_points": data.num_points}).to(dev)
+    part, network = _network(model, model_name)
+    lr = float(pre.get("lr", cfg.lr))
+    optimizer = torch.optim.Adam(network.parameters(), lr=lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
+    batcher = Batcher(data, train_idx, cfg.augment, mirror_t, dev, seed=seed, batch_size=cfg.batch_size,
+                      copies_per_epoch=cfg.copies_per_epoch)
+    steps = batcher.steps_per_epoch()
+    history, best, best_state = [], None, None
+    start = time.perf_counter()
+    for epoch in range(int(pre["epochs"])):
+        network.train()
+        total, t0 = 0.0, time.perf_counter()
+        for step in range(steps):
+            batch = batcher.batch(epoch, step)
+            out = network(batch["hr"])
+            target, mask = model.heatmap_targets(batch)
+            loss = model.heatmap_loss_value(out if isinstance(out, list) else [out], target, mask)
+            if not torch.isfinite(loss):
+                raise ConfigError(f"pretrain {model_name}: loss became {loss.item()} at epoch {epoch + 1}, "
+                                  f"step {step + 1}; lower models.{model_name}.pretrain.lr")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total += loss.item()
+        nme = hr_nme(model, network, val, dev)
+        history.append({"epoch": epoch + 1, "loss_heatmap": total / steps, "val_nme_hr": nme,
+                        "img_per_s": steps * cfg.batch_size / max(time.perf_counter() - t0, 1e-9)})
+        log.info("pretrain %s.%s epoch %d: loss %.4g, HR val NME %.2f", model_name, part, epoch + 1,
+                 total / steps, nme)
+        if best is None or nme < best["val_nme_hr"]:
+            best = history[-1]
+            best_state = {k: v.detach().cpu().clone() for k, v in network.state_dict().items()}
+
+    payload = {"format": PRETRAINED_FORMAT, "version": PRETRAINED_VERSION, "model": model_name,
+               "arch": entry["arch"], "part": part, "overrides": entry["overrides"], "num_points": data.num_points,
+               "dataset": dataset, "profile": params["profile"], "epoch": best["epoch"],
+               "val_nme_hr": best["val_nme_hr"], "state_dict": best_state}
+    with atomic_path(out_dir / f"{part}.pt", suffix=".pt") as tmp:
+        torch.save(payload, tmp)
+    summary = {"model": model_name, "part": part, "dataset": dataset, "profile": params["profile"],
+               "epochs": int(pre["epochs"]), "steps_per_epoch": steps, "lr": lr, "train_faces": len(train_idx),
+               "val_faces": len(val_idx), "best_epoch": best["epoch"], "best_val_nme_hr": best["val_nme_hr"],
+               "seconds": time.perf_counter() - start, "device": dev.type}
+    results_dir.mkdir(parents=True, exist_ok=True)
+    with atomic_path(results_dir / "history.csv", suffix=".csv") as tmp:
+        pd.DataFrame(history).to_csv(tmp, index=False, float_format="%.6g")
+    atomic_write_json(results_dir / "pretrain.json", summary)
+    return summary
+
+
+# --- CLI -----------------------------------------------------------------------------------------------
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", help="a model of the profile's `models` with a `pretrain` entry (e.g. superfan)")
+    parser.add_argument("--dataset", required=True, help="prepared dataset to pretrain on (e.g. 300w)")
+    parser.add_argument("--params", default=None, help="a params file (default: params.yaml)")
+    parser.add_argument("--out", required=True, help="folder of the pretrained weights (<part>.pt)")
+    parser.add_argument("--results", help="folder for history.csv and pretrain.json (default: --out)")
+    parser.add_argument("--prepared", help="prepared-data root (default: the profile's data.prepared)")
+    parser.add_argument("--device", help="cpu, cuda or auto (default: the profile's train.device)")
+
+
+def run(args: argparse.Namespace) -> int:
+    params = cfgmod.load_params(args.params)
+    summary = pretrain(args.model, args.dataset, params, args.out, args.results, prepared=args.prepared,
+                       device=args.device)
+    print(json.dumps(summary, indent=2, default=str))
+    return 0
