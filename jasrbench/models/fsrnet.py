@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import FaceModel, ModelOutput
+from .base import FaceModel, ModelOutput, init_normal_
 from .registry import register
 
 
@@ -98,18 +98,32 @@ class FSRNet(FaceModel):
       4×4 stride-2 transposed conv (→128×128) + BN + ReLU, ``decoder_blocks``
       residual blocks, conv3×3 →3: the fine image (``output.sr``).
 
-    Loss (FSRNet's eq.: (1/2N) Σ ‖y − y_c‖² + ‖y − y_f‖² + β‖p − p̂‖², α = β = 1),
-    divided by (3·128·128)/2 so that the image terms read as per-pixel means:
-    ``total = MSE(y_c) + MSE(y_f) + prior_weight · Σ_masked (p − p̂)² / (B·3·128·128)``.
-    Returned keys: total, sr (fine MSE), coarse (coarse MSE), heatmap (the prior
-    term as it enters the total).
+    Loss: FSRNet's own, at its own scale (Chen et al., CVPR 2018, eq. 6:
+    (1/2N) Σ_i ‖y − y_c‖² + α‖y − y_f‖² + β‖p − p̂‖², with α = β = 1 there):
+    ``total = SSE(y_c)/2B + SSE(y_f)/2B + prior_weight · Σ_masked (p − p̂)²/2B``, sums
+    over all pixels (images in [0, 1]) and over the masked maps. Returned keys: total,
+    sr (fine term), coarse (coarse term), heatmap (prior term), all on that scale.
+
+    Why not per-pixel means: Adam ignores a global loss scale *except* against its
+    coupled L2 weight decay (5e-4, the paper profile's). An earlier version divided
+    the whole loss by 3·128·128/2 so that the image terms read as MSEs; that made the
+    weight decay 24,576× stronger relative to the data term, and as the prior's
+    heatmap gradient fell during training (measured per term over the prior branch)
+    the decay won: the prior settled on all-zero point maps (the background map
+    alone), its NME stayed far above the mean-shape floor and the decoder received
+    no landmark prior.
+    At FSRNet's scale the decay is as weak relative to the data as the paper
+    profile intends (as for JASRNet's and CPM's Σ/2B heatmap terms).
 
     Parameters: 3,177,867
 
     Widths/depths: ``n_feats`` (64), ``prior_feats`` (128), ``coarse_blocks`` (3),
     ``encoder_blocks`` (12), ``decoder_blocks`` (3), ``hourglasses`` (2),
     ``hg_depth`` (4), ``prior_weight`` (1.0), ``num_points`` (68; 19 for AFLW).
-    Init: PyTorch defaults (the paper's code is not public).
+    Init: PyTorch defaults, except the prior's last 1×1 conv: N(0, 0.01) weights,
+    zero bias (JASRNet's init for its heatmap heads), so the prior starts near the
+    all-zero maps instead of spending its first steps shrinking outputs of order 1
+    on 64×64×(K+1) maps.
 
     Adaptations: 300W/AFLW have no parsing maps, so the prior is K point heatmaps
     plus the background map (our encoding, σ = 4 HR px = 2 cells at 64×64). FSRNet
@@ -162,6 +176,8 @@ class FSRNet(FaceModel):
             *[BasicBlock(n_feats) for _ in range(encoder_blocks)],
             nn.Conv2d(n_feats, n_feats, 3, padding=1),
         )
+        prior_head = nn.Conv2d(prior_feats, out, 1)
+        init_normal_(prior_head, 0.01)
         self.prior = nn.Sequential(
             *conv_bn_relu(3, n_feats, 7, stride=2),
             Bottleneck(n_feats, prior_feats),
@@ -170,7 +186,7 @@ class FSRNet(FaceModel):
             *[Hourglass(prior_feats, hg_depth) for _ in range(hourglasses)],
             Bottleneck(prior_feats, prior_feats),
             *conv_bn_relu(prior_feats, prior_feats, 1),
-            nn.Conv2d(prior_feats, out, 1),
+            prior_head,
         )
         self.decoder = nn.Sequential(
             *conv_bn_relu(n_feats + out, n_feats, 3),
@@ -189,16 +205,16 @@ class FSRNet(FaceModel):
         return FSRNetOutput(sr=fine, heatmaps=[prior], coarse=coarse)
 
     def loss(self, output: ModelOutput, batch: dict) -> dict[str, torch.Tensor]:
-        fine_term = self.sr_loss_value(output.sr, batch["hr"])
+        # Σ over an image's pixels / 2, per image: the MSE (a mean) × (3·H·W)/2 → FSRNet's SSE/2B.
+        half_pixels = batch["hr"][0].numel() / 2.0
+        fine_term = self.sr_loss_value(output.sr, batch["hr"]) * half_pixels
         coarse = getattr(output, "coarse", None)
-        coarse_term = self.sr_loss_value(coarse, batch["hr"]) if coarse is not None else fine_term.new_zeros(())
+        coarse_term = (self.sr_loss_value(coarse, batch["hr"]) * half_pixels if coarse is not None
+                       else fine_term.new_zeros(()))
         hm_term = fine_term.new_zeros(())
         if output.heatmaps:
             target, mask = self.heatmap_targets(batch)
-            # heatmap_loss_value = Σ (p − p̂)² / (2B): FSRNet's prior term; × 2/(3·H·W) puts it
-            # on the per-pixel scale of the two MSE terms (the whole loss is scaled alike).
-            pixels = batch["hr"][0].numel()
-            hm_term = self.heatmap_loss_value(output.heatmaps, target, mask) * (2.0 / pixels)
+            hm_term = self.heatmap_loss_value(output.heatmaps, target, mask)  # Σ_masked (p − p̂)² / 2B
         return {
             "total": coarse_term + fine_term + self.prior_weight * hm_term,
             "sr": fine_term,

@@ -164,12 +164,14 @@ def test_fsrnet_loss_has_coarse_fine_and_heatmap_terms(faces):
     assert changed(model.loss(cls(sr=out.sr, heatmaps=out.heatmaps, coarse=out.coarse + 0.1), faces)) == {"coarse", "total"}
     assert changed(model.loss(cls(sr=out.sr, heatmaps=[out.heatmaps[0] + 0.1], coarse=out.coarse), faces)) == {"heatmap", "total"}
 
-    # The heatmap term is FSRNet's Σ(p − p̂)²/(2B), on the per-pixel scale: zero at the target.
+    # Every term is at FSRNet's own scale, Σ/(2B) (sums over pixels and masked maps), zero at the target.
     target, mask = model.heatmap_targets(faces)
     perfect = model.loss(cls(sr=out.sr, heatmaps=[target], coarse=out.coarse), faces)
     assert perfect["heatmap"].item() == 0.0
     sse = ((out.heatmaps[0].detach() - target) ** 2).sum()
-    torch.testing.assert_close(base["heatmap"].detach(), sse / (2 * 3 * 128 * 128))
+    torch.testing.assert_close(base["heatmap"].detach(), sse / (2 * 2))
+    fine_sse = ((out.sr.detach() - faces["hr"]) ** 2).sum()
+    torch.testing.assert_close(base["sr"].detach(), fine_sse / (2 * 2), rtol=1e-4, atol=0)
 
 
 def test_fsrnet_decoder_uses_the_prior(faces):
