@@ -190,7 +190,7 @@ def check_train(train: dict[str, Any], key: str, only: dict[str, Any] | None = N
              "eval_batch_size": (1, True, False), "checkpoint_every": (0, True, False), "lr": (0, False, True),
              "weight_decay": (0, False, False), "gamma": (0, False, True), "copies_per_epoch": (0, False, True),
              "adversarial_weight": (0, False, False), "perceptual_weight": (0, False, False),
-             "discriminator_width": (1, True, False)}
+             "discriminator_width": (1, True, False), "check_every": (1, True, False)}
     for name, (low, integer, strict) in rules.items():
         if name in fields and name in train:
             _at_least(train[name], f"{key}.{name}", low, integer=integer, strict=strict)
@@ -207,6 +207,11 @@ def check_train(train: dict[str, Any], key: str, only: dict[str, Any] | None = N
             raise ConfigError(f"{key}.betas must be two numbers in [0, 1), got {betas!r}")
     if "select" in fields and train["select"] not in _SELECT:
         raise ConfigError(f"{key}.select must be one of {', '.join(_SELECT)}, got {train['select']!r}")
+    # The fast path's switches (issue 12; jasrbench/runtime.py, jasrbench/step.py).
+    if "precision" in fields and train["precision"] not in ("auto", "fp32", "bf16"):
+        raise ConfigError(f"{key}.precision must be one of auto, fp32, bf16, got {train['precision']!r}")
+    if "compile" in fields and train["compile"] not in (True, False, "auto"):
+        raise ConfigError(f"{key}.compile must be true, false or auto, got {train['compile']!r}")
     if "augment" in fields:
         augment = train["augment"] or {}
         if not isinstance(augment, dict):

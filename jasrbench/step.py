@@ -28,8 +28,9 @@ def make_optimizer(model: torch.nn.Module, lr: float, betas: tuple[float, float]
 
 
 def default_compile(dev: torch.device) -> bool:
-    """``compile: auto``: on for CUDA. On the CPU it stays off: compiling the forward and loss
-    did not make a step faster there (benchmarks/bench_train.py, results/bench_train_cpu.json)."""
+    """``compile: auto``: on for CUDA. On the CPU it stays off until a benchmark shows it faster there
+    (``benchmarks/bench_train.py --compile on``): the step is dominated by oneDNN convolutions, which
+    inductor calls as they are, and compilation costs minutes on a small CPU."""
     return dev.type == "cuda"
 
 

@@ -83,6 +83,20 @@ def test_auto_precision_follows_the_cpu_and_never_picks_emulated_bf16():
     assert {"device", "precision", "compile", "cpu_capability"} <= set(info)
 
 
+@pytest.mark.parametrize(("setting", "message"), [
+    ({"precision": "fp16"}, "train.precision must be one of auto, fp32, bf16, got 'fp16'"),
+    ({"compile": "yes"}, "train.compile must be true, false or auto, got 'yes'"),
+    ({"check_every": 0}, "train.check_every must be >= 1, got 0"),
+])
+def test_bad_fast_path_settings_are_named_when_params_load(setting, message):
+    from jasrbench import config
+
+    config.check_train({"precision": "bf16", "compile": True, "check_every": 5}, "train")
+    with pytest.raises(ConfigError) as err:
+        config.check_train(setting, "train")
+    assert str(err.value) == message
+
+
 def _one_step(model, batch, loss_fn):
     optimizer = step.make_optimizer(model, 1e-3, (0.9, 0.999), 5e-4, torch.device("cpu"))
     losses = loss_fn(batch)
