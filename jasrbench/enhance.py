@@ -4,12 +4,14 @@
 
 Each input image is either one face crop (the default: the image's centred
 square, padded with black, is the face region, as the benchmark's crops are
-the face box × 1.3) or, with ``--detect``, a photograph in which
-facenet-pytorch's MTCNN (weights inside its wheel) finds the faces; each face's
-square is MTCNN's box × 1.3. The face square is brought to the model's 16×16
-input with the same antialiased bicubic resampling as the benchmark's LR
-images (a 16-px face stays as it is), then the model returns the 128×128 SR
-face and, if it predicts them, the landmarks.
+the face box × the protocol's margin) or, with ``--detect``, a photograph in
+which facenet-pytorch's MTCNN (weights inside its wheel) finds the faces; each
+face's square is MTCNN's box × the margin of the model's degradation protocol
+(:mod:`jasrbench.data.protocols`). The face square is brought to 128×128 and
+then to the model's 16×16 input exactly as ``prepare`` makes the benchmark's
+LR images, with the model's protocol (a face of 16 px or less is used as it
+is), then the model returns the 128×128 SR face and, if it predicts them, the
+landmarks.
 
 Per face, in ``--out``: ``<name>_lr.png`` (the 16×16 input), ``<name>_sr.png``,
 ``<name>_overlay.png`` (SR ×2 with the predicted landmarks in green),
@@ -30,7 +32,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from .data import crop, degrade
+from .data import crop, degrade, protocols
 from .data.images import IMAGE_SUFFIXES, load_rgb
 from .data.landmarks import write_pts
 from .errors import DataError, JasrbenchError
@@ -66,8 +68,9 @@ def list_images(inputs: list[str]) -> list[Path]:
     return files
 
 
-def face_squares(image: np.ndarray, detector) -> list[tuple[float, float, float]]:
-    """(centre x, centre y, side) of each face: the whole image's centred square, or detected boxes × 1.3."""
+def face_squares(image: np.ndarray, detector, margin: float = crop.MARGIN) -> list[tuple[float, float, float]]:
+    """(centre x, centre y, side) of each face: the whole image's centred square, or detected boxes × ``margin``
+    (the model's protocol's crop margin, so a detected face is framed as the model's training faces were)."""
     h, w = image.shape[:2]
     if detector is None:
         return [((w - 1) / 2, (h - 1) / 2, float(max(h, w)))]
@@ -75,15 +78,23 @@ def face_squares(image: np.ndarray, detector) -> list[tuple[float, float, float]
         boxes, _ = detector.detect(Image.fromarray(image))
     if boxes is None:
         return []
-    return [crop.face_square(np.asarray(b, dtype=np.float32)) for b in boxes]
+    return [crop.face_square(np.asarray(b, dtype=np.float32), margin) for b in boxes]
 
 
-def extract_faces(path: Path, detector, lr_size: int = degrade.LR_SIZE) -> list[Face]:
+def extract_faces(path: Path, detector, protocol: str | None = None) -> list[Face]:
+    """Each face's LR as ``prepare`` makes it: square (the protocol's margin) → HR 128² → LR by the protocol."""
+    proto = protocols.get(protocol)
     image = load_rgb(path)
     faces = []
-    squares = face_squares(image, detector)
+    squares = face_squares(image, detector, proto.margin)
     for i, (cx, cy, side) in enumerate(squares):
-        lr, mapping = crop.render_square(image, cx, cy, side, lr_size)
+        if round(side) <= degrade.LR_SIZE:  # already a tiny face: used as it is (padded/centred)
+            lr, mapping = crop.render_square(image, cx, cy, side, degrade.LR_SIZE)
+        else:
+            hr, hr_map = crop.render_square(image, cx, cy, side, degrade.HR_SIZE)
+            lr = degrade.to_uint8(degrade.make_lr(degrade.to_tensor(hr[None]), protocol=proto))[0]
+            # LR pixel centres: (hr + 0.5)/scale − 0.5, i.e. the same square at 1/scale the pixel scale.
+            mapping = crop.SquareMap(hr_map.origin_x, hr_map.origin_y, hr_map.scale / degrade.SCALE)
         name = path.stem if len(squares) == 1 and detector is None else f"{path.stem}_face{i + 1}"
         faces.append(Face(path, name, lr, (cx, cy, side), mapping))
     return faces
@@ -126,7 +137,7 @@ def enhance(target: str, inputs: list[str], out: str | Path, *, detect: bool = F
     skipped = []
     for path in list_images(inputs):
         try:
-            found = extract_faces(path, detector)
+            found = extract_faces(path, detector, model.protocol)
         except DataError as exc:
             if not skip_bad:
                 raise

@@ -8,7 +8,7 @@ import shutil
 import numpy as np
 import pytest
 
-from jasrbench.data import crop
+from jasrbench.data import crop, protocols
 from jasrbench.data.images import load_rgb
 from jasrbench.data.lfw import image_name, read_pairs, read_people
 from jasrbench.data.prepare import MtcnnBoxes, prepare
@@ -53,11 +53,11 @@ def test_verify_crops_use_the_central_box(prepared_verify, verify_root):
     for i in (0, 500, 1384):
         person, stem = split.names[i].split("/")
         image = load_rgb(verify_root / person / f"{stem}.jpg")
-        hr, _, _ = crop.crop_face(image, crop.lfw_face_box(*image.shape[:2]))
+        hr, _, _ = crop.crop_face(image, crop.lfw_face_box(*image.shape[:2]), margin=protocols.PAPER_MARGIN)
         np.testing.assert_array_equal(split.hr[i], hr)
     centres = (split.boxes[:, :2] + split.boxes[:, 2:]) / 2
     np.testing.assert_allclose(centres, 63.5, atol=1.0)
-    np.testing.assert_allclose(split.boxes[:, 2] - split.boxes[:, 0], 128 / crop.MARGIN, rtol=0.02)
+    np.testing.assert_allclose(split.boxes[:, 2] - split.boxes[:, 0], 128 / protocols.PAPER_MARGIN, rtol=0.02)
 
 
 def test_lfw_pairs_file_is_the_official_protocol(lfw_pairs_file):

@@ -14,7 +14,7 @@ from scipy.optimize import linear_sum_assignment
 from datafixtures import real_faces, tree_hashes
 
 from jasrbench.cli import main
-from jasrbench.data import crop, degrade
+from jasrbench.data import crop, degrade, protocols
 from jasrbench.data.images import load_rgb
 from jasrbench.data.landmarks import MIRROR_68, flip_points, landmark_box, read_pts
 from jasrbench.data.prepare import prepare
@@ -40,7 +40,9 @@ def test_summary_has_the_counts_and_names_the_missing_subsets(prepared_300w):
     assert summary["subsets"]["lfpw/trainset"]["faces"] == 805 and summary["subsets"]["helen/trainset"]["faces"] == 870
     assert not summary["subsets"]["ibug"]["present"]
     assert summary["skipped"] == {"count": 0, "files": []}
-    assert (summary["margin"], summary["hr_size"], summary["lr_size"], summary["context_size"]) == (1.3, 128, 16, 192)
+    assert (summary["margin"], summary["hr_size"], summary["lr_size"], summary["context_size"]) == (
+        protocols.PAPER_MARGIN, 128, 16, 192)
+    assert summary["protocol"] == "paper"  # prepare's default protocol
     assert summary["mirror_permutation"] == list(MIRROR_68)
     print(f"prepare of the shared subset took {prepared_300w.seconds:.1f} s")
 
@@ -67,9 +69,9 @@ def test_landmarks_lie_inside_the_hr_crop_of_every_face(splits):
         # The face box is the landmark min/max box (it is inside the crop, so clamping leaves it alone).
         expected = np.concatenate([pts.min(axis=1), pts.max(axis=1)], axis=1)
         np.testing.assert_allclose(split.boxes, expected, atol=1e-3)
-        # The margin: the longer side of the box is 128 / 1.3 HR pixels.
+        # The margin: the longer side of the box is 128 / margin HR pixels (the paper protocol's margin).
         side = np.maximum(expected[:, 2] - expected[:, 0], expected[:, 3] - expected[:, 1])
-        np.testing.assert_allclose(side, 128 / crop.MARGIN, rtol=0.02)
+        np.testing.assert_allclose(side, 128 / protocols.PAPER_MARGIN, rtol=0.02)
 
 
 def test_stored_faces_are_the_crops_of_the_source_photographs(splits, w300_root):
@@ -78,7 +80,7 @@ def test_stored_faces_are_the_crops_of_the_source_photographs(splits, w300_root)
     for img, pts_file in real_faces(w300_root, "helen/testset", 5):
         i = index[f"helen/testset/{img.stem}"]
         pts = read_pts(pts_file)
-        hr, _, mapping = crop.crop_face(load_rgb(img), landmark_box(pts))
+        hr, _, mapping = crop.crop_face(load_rgb(img), landmark_box(pts), margin=protocols.PAPER_MARGIN)
         np.testing.assert_array_equal(common.hr[i], hr)
         np.testing.assert_allclose(common.landmarks[i], mapping.apply(pts), atol=1e-4)
     train = splits["train"]
