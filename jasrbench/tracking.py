@@ -226,9 +226,11 @@ def _experiment_note(name: str, experiment_id: str) -> str:
 def _training_experiment(mlflow, name: str) -> None:
     """Make ``name`` the active experiment, created (or re-tagged) as a model-training experiment.
 
-    MLflow 3's UI opens an experiment without ``mlflow.experimentKind`` as a GenAI
-    one (a traces overview), so the kind is set on every experiment this suite
-    logs to, including ones an older version of it created.
+    MLflow 3 records an experiment's kind in ``mlflow.experimentKind`` (unset, the
+    UI infers one); the kind is set on every experiment this suite logs to,
+    including ones an older version of it created. MLflow 3.17's UI lays pages
+    out by its per-browser switch instead (see :data:`ML_WORKFLOW`). The
+    description is written too, and kept current unless a user replaced it.
     """
     experiment = mlflow.set_experiment(name)
     tags = experiment.tags or {}
