@@ -98,7 +98,7 @@ class FSRNet(FaceModel):
       4×4 stride-2 transposed conv (→128×128) + BN + ReLU, ``decoder_blocks``
       residual blocks, conv3×3 →3: the fine image (``output.sr``).
 
-    Loss: FSRNet's own, at its own scale (Chen et al., CVPR 2018, eq. 6:
+    Loss: FSRNet's own, at its own scale (Chen et al., CVPR 2018:
     (1/2N) Σ_i ‖y − y_c‖² + α‖y − y_f‖² + β‖p − p̂‖², with α = β = 1 there):
     ``total = SSE(y_c)/2B + SSE(y_f)/2B + prior_weight · Σ_masked (p − p̂)²/2B``, sums
     over all pixels (images in [0, 1]) and over the masked maps. Returned keys: total,

@@ -105,7 +105,9 @@ def test_best_value_bold_per_column_direction_aware(outputs):
         rows_tex, rows_md = latex_rows(tex), markdown_rows(md)
         for j, col in enumerate(spec.columns):
             cells = csv[(csv["key"] == col.key) & csv["ours"].notna()]
-            ranked = cells[~cells["row"].isin([r.label for r in spec.rows if r.reference])]
+            # Not ranked: reference rows (HR), the no-learning floor, and values flagged "did not learn".
+            unranked = [r.label for r in (*spec.rows, *spec.optional_rows) if r.reference or r.floor]
+            ranked = cells[~cells["row"].isin(unranked) & cells["flag"].isna()]
             if ranked.empty:
                 continue
             shown = ranked["ours"].round(col.decimals)
