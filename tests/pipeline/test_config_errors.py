@@ -20,7 +20,7 @@ from jasrbench.train import train
 def _run(capsys, *argv) -> str:
     rc = main([*map(str, argv)])
     err = capsys.readouterr().err
-    errors = [line for line in err.splitlines() if line.startswith("jasrbench ")]
+    errors = [line for line in err.replace("\r", "\n").splitlines() if line.startswith("jasrbench ")]  # after progress bars
     assert rc == 1 and len(errors) == 1 and "Traceback" not in err, (rc, err[-3000:])
     return errors[0]
 
@@ -67,6 +67,7 @@ def test_truncated_or_foreign_checkpoints_are_named(prepared_root, tmp_path, cap
     done = tmp_path / "done"
     train("jasrnet", "300w", params, done, stop_after_steps=1)  # an unfinished run: last.pt only
     last = (done / "last.pt").read_bytes()
+    capsys.readouterr()  # that run's progress output
 
     out = tmp_path / "out"
     out.mkdir()
