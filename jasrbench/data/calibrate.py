@@ -147,6 +147,10 @@ def plot_calibration(table: pd.DataFrame, path: Path) -> None:
     faces = int(table["faces"].iloc[0])
     axes[0].set_title(f"Bicubic ×8, 300W common ({faces} faces), face-box Y PSNR")
     axes[1].set_title("face-box Y SSIM")
+    # The series legend once (right); the left panel names only its own reference line and band.
+    handles, labels = axes[0].get_legend_handles_labels()
+    keep = [i for i, lab in enumerate(labels) if lab.startswith(("paper (Table", "±"))]
+    axes[0].legend([handles[i] for i in keep], [labels[i] for i in keep], fontsize=7, loc="upper right")
     axes[1].legend(fontsize=7, loc="upper right")
     with atomic_path(path, suffix=".png") as tmp:
         fig.savefig(tmp, dpi=120)
