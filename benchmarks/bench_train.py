@@ -16,7 +16,7 @@ machine load. Compilation and warm-up steps are not timed.
 
     .venv/bin/python benchmarks/bench_train.py [--model jasrnet] [--batch 8] [--steps 3] [--rounds 3]
         [--compare-reference] [--prepared DIR] [--device cpu|cuda] [--precision auto|fp32|bf16]
-        [--compile auto|on|off] [--json results/bench_train.json]
+        [--compile auto|on|off] [--json results/bench_train.json] [--profile PATH]
 
 ``--prepared`` is a folder holding ``300w/train.npz``; without it the shared
 300W subset (``$JASRBENCH_TEST_DATA`` or ``../shared/datasets``) is prepared
@@ -182,6 +182,8 @@ def main() -> None:
     parser.add_argument("--precision", default="auto", choices=runtime.PRECISIONS)
     parser.add_argument("--compile", default="auto", choices=("auto", "on", "off"))
     parser.add_argument("--json", type=Path, help="also write the result here (atomically)")
+    parser.add_argument("--profile", type=Path,
+                        help="also write torch.profiler's table of one step of each path here (after the timing)")
     args = parser.parse_args()
     if min(args.batch, args.steps, args.rounds) < 1 or args.warmup < 0:
         parser.error("--batch, --steps and --rounds must be ≥ 1 and --warmup ≥ 0")
@@ -221,6 +223,17 @@ def main() -> None:
                 peaks[name] = max(peaks[name] or 0.0, peak)
         position += args.steps
 
+    if args.profile:
+        from torch.profiler import ProfilerActivity, profile
+
+        acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if dev.type == "cuda" else [])
+        tables = []
+        for name, fn in paths.items():
+            with profile(activities=acts) as prof:
+                fn(position)
+            tables.append(f"== {name} path, one step, batch {args.batch}, {runtime.cpu_capability()} ==\n"
+                          + prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=25))
+        args.profile.write_text("\n\n".join(tables) + "\n")
     median = {name: statistics.median(t) for name, t in times.items()}
     model = paths["suite"].model  # type: ignore[attr-defined]
     result = {
@@ -239,6 +252,9 @@ def main() -> None:
             "reference_peak_memory_mib": peaks["reference"],
             "reference_seconds_per_step": times["reference"],
             "speedup": median["reference"] / median["suite"],
+            # Per round (the two paths ran back to back): robust to load that drifts between rounds.
+            "round_speedups": [sum(times["reference"][r * args.steps:(r + 1) * args.steps])
+                               / sum(times["suite"][r * args.steps:(r + 1) * args.steps]) for r in range(args.rounds)],
         })
     print(json.dumps(result, indent=2))
     if args.json:
