@@ -118,16 +118,17 @@ def test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run(prepared_roo
 def test_unfinished_run_of_another_configuration_is_not_resumed(prepared_root, tmp_path, caplog):
     """An interrupted run's last.pt resumes only its own fingerprint; a finished run leaves no last.pt."""
     out = tmp_path / "ckpt"
-    assert train("jasrnet_bl_sr", "300w", tiny_params(prepared_root, epochs=1), out, stop_after_steps=2) == {
+    small = {"epochs": 1, "max_faces": 8, "val_faces": 4, "eval_batch_size": 4}
+    assert train("jasrnet_bl_sr", "300w", tiny_params(prepared_root, **small), out, stop_after_steps=1) == {
         "stopped_early": True}
     assert (out / "last.pt").is_file()
     with caplog.at_level("INFO"):
-        train("jasrnet_bl_sr", "300w", tiny_params(prepared_root, epochs=1, lr=1.0e-3), out)
+        train("jasrnet_bl_sr", "300w", tiny_params(prepared_root, **small, lr=1.0e-3), out)
     assert f"{out / 'last.pt'} not resumed: its config differs" in caplog.text
     assert "resuming" not in caplog.text
     assert not (out / "last.pt").exists(), "a finished run must retire its resume state"
     fresh = tmp_path / "fresh"
-    train("jasrnet_bl_sr", "300w", tiny_params(prepared_root, epochs=1, lr=1.0e-3), fresh)
+    train("jasrnet_bl_sr", "300w", tiny_params(prepared_root, **small, lr=1.0e-3), fresh)
     assert _same_state(_state(fresh / "model.pt"), _state(out / "model.pt"))
 
 
