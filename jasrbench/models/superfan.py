@@ -156,10 +156,12 @@ class SuperFAN(FaceModel):
     supplementary's definitions above); ``alpha`` stays a model argument. Its
     default, 1, weights l_heatmap as the definitions stand; the maps here have the
     paper's σ in cells (1 cell, FAN's own) so per-map sums compare 1:1 with FAN's
-    64×64 maps. What made the joint run collapse (SR below bicubic) was not this
-    weight but an untrained FAN: its heatmap gradient then pushes the SR image
-    towards whatever a random FAN responds to; a FAN pretrained on HR faces
-    pushes it towards HR faces, as in the paper.
+    64×64 maps. The joint run that collapsed (SR below bicubic) started from an
+    untrained FAN, whose heatmap gradient pushes the SR image towards whatever a
+    random FAN responds to; the change made here is the paper's own remedy — start
+    from a FAN pretrained on HR faces, whose gradient pushes towards HR faces —
+    with the weight unchanged (the training-health check of the report says
+    whether it sufficed in a profile).
 
     Parameters: 14,107,597
 
