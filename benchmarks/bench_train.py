@@ -182,6 +182,7 @@ def main() -> None:
     parser.add_argument("--precision", default="auto", choices=runtime.PRECISIONS)
     parser.add_argument("--compile", default="auto", choices=("auto", "on", "off"))
     parser.add_argument("--json", type=Path, help="also write the result here (atomically)")
+    parser.add_argument("--note", help="a line stored with the result (e.g. how loaded the machine was)")
     parser.add_argument("--profile", type=Path,
                         help="also write torch.profiler's table of one step of each path here (after the timing)")
     args = parser.parse_args()
@@ -243,6 +244,7 @@ def main() -> None:
         "seconds_per_step_median": median["suite"], "img_per_s": args.batch / median["suite"],
         "peak_memory_mib": peaks["suite"], "warmup_s": warmup_s["suite"],
         "seconds_per_step": times["suite"],
+        **({"note": args.note} if args.note else {}),
     }
     if args.compare_reference:
         result.update({
