@@ -2,8 +2,9 @@
 
 The suite's path is what ``jasrbench train`` runs: the training split resident
 on the device as uint8, batches indexed, augmented (scale, rotation, flip with
-landmarks) and degraded there (:class:`jasrbench.batcher.Batcher`), forward in
-channels_last at the precision ``auto`` resolves to (:mod:`jasrbench.runtime`),
+landmarks) and degraded there (:class:`jasrbench.batcher.Batcher`), forward at the
+precision ``auto`` resolves to and in the memory layout that follows it
+(channels_last on CUDA and native-bf16 CPUs, NCHW otherwise; :mod:`jasrbench.runtime`),
 ``torch.compile`` as ``train.compile: auto`` decides (:mod:`jasrbench.step`),
 fused Adam on CUDA, no host synchronization inside a step.
 
@@ -107,17 +108,18 @@ class ReferenceBatches:
         return {k: torch.from_numpy(np.stack([s[j] for s in samples])).to(dev) for j, k in enumerate(keys)}
 
 
-def build_model(name: str, data: PreparedSplit, dev: torch.device, channels_last: bool) -> torch.nn.Module:
+def build_model(name: str, data: PreparedSplit, dev: torch.device,
+                layout: torch.memory_format = torch.contiguous_format) -> torch.nn.Module:
     torch.manual_seed(0)
     model = build(name, num_points=data.num_points)
     if hasattr(model, "set_protocol") and getattr(data, "protocol", None):
         model.set_protocol(data.protocol)
     model = model.to(dev)
-    return (model.to(memory_format=torch.channels_last) if channels_last else model).train()
+    return model.to(memory_format=layout).train()
 
 
 def reference_path(args, data: PreparedSplit, train_idx: np.ndarray, dev: torch.device) -> Callable[[int], None]:
-    model = build_model(args.model, data, dev, channels_last=False)
+    model = build_model(args.model, data, dev)
     optimizer = torch.optim.Adam(model.parameters(), lr=5e-5, weight_decay=5e-4)
     batches = ReferenceBatches(data, AugmentConfig(), np.asarray(data.metadata["mirror_permutation"]), seed=0)
     rng = np.random.default_rng(1)
@@ -136,7 +138,7 @@ def reference_path(args, data: PreparedSplit, train_idx: np.ndarray, dev: torch.
 
 def suite_path(args, data: PreparedSplit, train_idx: np.ndarray, dev: torch.device,
                precision: str, compiled: bool) -> Callable[[int], None]:
-    model = build_model(args.model, data, dev, channels_last=True)
+    model = build_model(args.model, data, dev, runtime.memory_format(dev, precision))
     optimizer = step.make_optimizer(model, 5e-5, (0.9, 0.999), 5e-4, dev)
     loss_fn = step.loss_function(model, dev, precision, compiled)
     mirror = torch.tensor(data.metadata["mirror_permutation"])

@@ -88,6 +88,18 @@ def resolve_precision(name: str, dev: torch.device) -> str:
     return "fp32"
 
 
+def memory_format(dev: torch.device, precision: str) -> torch.memory_format:
+    """channels_last where it is the fast layout: on CUDA, and on CPUs running native bf16.
+
+    On other CPUs (AVX2, fp32) oneDNN's channels_last convolutions are slower
+    than contiguous NCHW (``results/bench_train_profile_cpu.md``), so the
+    default layout follows the hardware like the precision does.
+    """
+    if dev.type == "cuda" or (dev.type == "cpu" and precision == "bf16" and cpu_has_native_bf16()):
+        return torch.channels_last
+    return torch.contiguous_format
+
+
 def autocast(dev: torch.device, precision: str) -> contextlib.AbstractContextManager:
     """The autocast context of a resolved precision (``fp32`` → a no-op)."""
     if precision == "bf16":
@@ -105,6 +117,7 @@ def describe(dev: torch.device, precision: str, compiled: bool) -> dict[str, Any
     """What a result records about the hardware path that produced it."""
     out: dict[str, Any] = {
         "device": dev.type, "precision": precision, "compile": bool(compiled),
+        "memory_format": "channels_last" if memory_format(dev, precision) == torch.channels_last else "contiguous",
         "cpu_capability": cpu_capability(), "cpu": platform.processor() or platform.machine(),
         "threads": torch.get_num_threads(), "torch": torch.__version__,
     }

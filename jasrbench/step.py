@@ -45,9 +45,11 @@ def resolve_compile(value: bool | str, dev: torch.device) -> bool:
 def loss_function(model: FaceModel, dev: torch.device, precision: str, compile: bool = False) -> LossFn:
     """``batch → losses`` (``{"total", "sr", "heatmap"}``, device tensors) for a resolved ``precision``."""
 
+    layout = runtime.memory_format(dev, precision)
+
     def forward_loss(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         with runtime.autocast(dev, precision):
-            out = model(batch["lr"].contiguous(memory_format=torch.channels_last))
+            out = model(batch["lr"].contiguous(memory_format=layout))
         return model.loss(out, batch)
 
     if compile:

@@ -20,7 +20,7 @@ CUDA) and fused Adam come from :mod:`jasrbench.step`; validation and
 
 Optimizer and schedule as the paper (``paper`` profile): Adam (lr 5e-5,
 β 0.9/0.999, weight decay 5e-4), ×0.5 at epochs 20 and 30, 40 epochs, batch 8.
-channels_last everywhere.
+Memory layout and precision follow the hardware (:mod:`jasrbench.runtime`).
 
 Reproducibility: every random draw (data order, augmentation) comes from a
 generator seeded by (seed, epoch, step), and the model is initialized from the
@@ -284,7 +284,7 @@ def predict(model: FaceModel, lr: torch.Tensor, device: torch.device, batch_size
     precision = runtime.resolve_precision(precision, device)
     srs, pts = [], []
     for i in range(0, len(lr), batch_size):
-        x = lr[i : i + batch_size].to(device).contiguous(memory_format=torch.channels_last)
+        x = lr[i : i + batch_size].to(device).contiguous(memory_format=runtime.memory_format(device, precision))
         with runtime.autocast(device, precision):
             out = model(x)
         srs.append(degrade.quantize(out.sr.float()).cpu())
@@ -343,7 +343,8 @@ class ExtraTerms:
             raise ConfigError(f"adversarial/perceptual terms need an SR model; {type(model).__name__} "
                               "is alignment-only here")
         if cfg.adversarial_weight > 0:
-            self.disc = adversarial.Discriminator(cfg.discriminator_width).to(dev).to(memory_format=torch.channels_last)
+            layout = runtime.memory_format(dev, runtime.resolve_precision(cfg.precision, dev))
+            self.disc = adversarial.Discriminator(cfg.discriminator_width).to(dev).to(memory_format=layout)
             self.disc_opt = torch.optim.Adam(self.disc.parameters(), lr=cfg.lr, betas=cfg.betas)
             self.disc_sched = torch.optim.lr_scheduler.MultiStepLR(self.disc_opt, cfg.milestones, cfg.gamma)
         if cfg.perceptual_weight > 0:
@@ -395,13 +396,13 @@ class ExtraTerms:
 # --- one step and the state that survives a restart -------------------------------------------------
 def forward_loss(model: FaceModel, batch: dict[str, torch.Tensor], dev: torch.device,
                  extra: ExtraTerms | None = None, precision: str = "fp32") -> dict[str, torch.Tensor]:
-    """The model's losses on a batch (eager): channels_last input, autocast at ``precision`` (loss in fp32).
+    """The model's losses on a batch (eager): input in the hardware's layout, autocast at ``precision`` (loss in fp32).
 
     With ``extra`` active, the perceptual/adversarial terms are added and the SR
     output is returned under ``"sr_output"`` for the discriminator step.
     """
     with runtime.autocast(dev, precision):
-        out = model(batch["lr"].contiguous(memory_format=torch.channels_last))
+        out = model(batch["lr"].contiguous(memory_format=runtime.memory_format(dev, precision)))
     losses = model.loss(out, batch)
     if extra is not None and extra.active:
         losses = extra.add(losses, out.sr.float(), batch["hr"])
@@ -537,7 +538,7 @@ def train(
     # `pretrain` stage of jasrbench/pretrain.py) starts from those weights.
     if pretrain_mod.settings(params, model_name) is not None:
         model.load_pretrained(pretrain_mod.pretrained_file(params["profile"], model_name, model.pretrain_part, dataset))
-    model = model.to(dev).to(memory_format=torch.channels_last)
+    model = model.to(dev).to(memory_format=runtime.memory_format(dev, precision))
     optimizer = stepmod.make_optimizer(model, cfg.lr, cfg.betas, cfg.weight_decay, dev)
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=cfg.milestones, gamma=cfg.gamma)
     extra = ExtraTerms(cfg, model, dev)
