@@ -10,7 +10,7 @@ import pytest
 from datafixtures import aflw_faces, keep19, write_aflw_mat, write_aflw_sqlite, write_sbr_lists
 from scipy.optimize import linear_sum_assignment
 
-from jasrbench.data import crop
+from jasrbench.data import crop, protocols
 from jasrbench.data.aflw import KEPT_IDS, MIRROR_19, POINT_NAMES, read_aflw
 from jasrbench.data.images import load_rgb
 from jasrbench.data.prepare import prepare
@@ -31,7 +31,7 @@ def mat_root(w300_root, tmp_path):
 
 def _expected_hr(face, points19):
     image = load_rgb(face["image"])
-    _, _, mapping = crop.crop_face(image, face["box"])
+    _, _, mapping = crop.crop_face(image, face["box"], margin=protocols.PAPER_MARGIN)  # the default protocol
     box = np.clip(mapping.apply(np.asarray(face["box"]).reshape(2, 2)).reshape(4), 0, 127)
     return mapping.apply(points19), box
 

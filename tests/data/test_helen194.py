@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from datafixtures import helen194_from_68, helen194_true_mirror, real_faces, write_helen
 
-from jasrbench.data import crop
+from jasrbench.data import crop, protocols
 from jasrbench.data.helen import annotation_order, estimate_mirror, read_annotation, read_helen
 from jasrbench.data.images import load_rgb
 from jasrbench.data.landmarks import landmark_box, read_pts
@@ -80,7 +80,7 @@ def test_prepare_helen(prepared_helen, helen_root):
     # Face 11 (the first test face): the stored crop is the crop of its photograph around its 194 points.
     name, points = read_annotation(root / "annotation" / "11.txt")
     image = load_rgb(next(root.glob(f"helen_*/{name}.jpg")))
-    hr, _, mapping = crop.crop_face(image, landmark_box(points))
+    hr, _, mapping = crop.crop_face(image, landmark_box(points), margin=protocols.PAPER_MARGIN)  # the default protocol
     i = list(test.names).index(name)
     np.testing.assert_array_equal(test.hr[i], hr)
     np.testing.assert_allclose(test.landmarks[i], mapping.apply(points), atol=1e-4)
