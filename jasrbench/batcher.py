@@ -41,10 +41,11 @@ class Batcher:
 
     def __init__(self, data: PreparedSplit, train_idx: np.ndarray, augment: AugmentConfig,
                  mirror: torch.Tensor | None, dev: torch.device, *, seed: int, batch_size: int,
-                 copies_per_epoch: float):
+                 copies_per_epoch: float, scale: int = degrade.SCALE):
         if data.context is None:
             raise ValueError("the split has no context crops")
         self.augment, self.dev, self.seed, self.protocol = augment, dev, seed, data.protocol
+        self.scale = int(scale)  # the model's LR→HR factor (8; 2 for jasrnet_lr64)
         self.batch_size, self.copies = batch_size, copies_per_epoch
         self.num_faces = len(train_idx)
         self.context = self._to_device(torch.from_numpy(data.context))  # N×C×C×3 uint8
@@ -81,4 +82,4 @@ class Batcher:
         hr, pts, vis = augment_batch(context, self.points[idx], self.visible[idx], self.augment,
                                      generator(self.seed, epoch, step, 1), self.mirror)
         # The LR is made as the split's stored LR was (its protocol's kernel), so on-the-fly equals prepared.
-        return {"lr": degrade.make_lr(hr, protocol=self.protocol), "hr": hr, "landmarks": pts, "visible": vis}
+        return {"lr": degrade.make_lr(hr, self.scale, protocol=self.protocol), "hr": hr, "landmarks": pts, "visible": vis}

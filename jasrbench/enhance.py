@@ -81,20 +81,22 @@ def face_squares(image: np.ndarray, detector, margin: float = crop.MARGIN) -> li
     return [crop.face_square(np.asarray(b, dtype=np.float32), margin) for b in boxes]
 
 
-def extract_faces(path: Path, detector, protocol: str | None = None) -> list[Face]:
-    """Each face's LR as ``prepare`` makes it: square (the protocol's margin) → HR 128² → LR by the protocol."""
+def extract_faces(path: Path, detector, protocol: str | None = None, scale: int = degrade.SCALE) -> list[Face]:
+    """Each face's LR as ``prepare`` makes it: square (the protocol's margin) → HR 128² → LR (128/``scale``)² by
+    the protocol (``scale`` is the model's: 8 for 16×16 faces, 2 for ``jasrnet_lr64``)."""
     proto = protocols.get(protocol)
+    lr_size = degrade.HR_SIZE // scale
     image = load_rgb(path)
     faces = []
     squares = face_squares(image, detector, proto.margin)
     for i, (cx, cy, side) in enumerate(squares):
-        if round(side) <= degrade.LR_SIZE:  # already a tiny face: used as it is (padded/centred)
-            lr, mapping = crop.render_square(image, cx, cy, side, degrade.LR_SIZE)
+        if round(side) <= lr_size:  # already a tiny face: used as it is (padded/centred)
+            lr, mapping = crop.render_square(image, cx, cy, side, lr_size)
         else:
             hr, hr_map = crop.render_square(image, cx, cy, side, degrade.HR_SIZE)
-            lr = degrade.to_uint8(degrade.make_lr(degrade.to_tensor(hr[None]), protocol=proto))[0]
+            lr = degrade.to_uint8(degrade.make_lr(degrade.to_tensor(hr[None]), scale, protocol=proto))[0]
             # LR pixel centres: (hr + 0.5)/scale − 0.5, i.e. the same square at 1/scale the pixel scale.
-            mapping = crop.SquareMap(hr_map.origin_x, hr_map.origin_y, hr_map.scale / degrade.SCALE)
+            mapping = crop.SquareMap(hr_map.origin_x, hr_map.origin_y, hr_map.scale / scale)
         name = path.stem if len(squares) == 1 and detector is None else f"{path.stem}_face{i + 1}"
         faces.append(Face(path, name, lr, (cx, cy, side), mapping))
     return faces
@@ -137,7 +139,7 @@ def enhance(target: str, inputs: list[str], out: str | Path, *, detect: bool = F
     skipped = []
     for path in list_images(inputs):
         try:
-            found = extract_faces(path, detector, model.protocol)
+            found = extract_faces(path, detector, model.protocol, model.scale)
         except DataError as exc:
             if not skip_bad:
                 raise

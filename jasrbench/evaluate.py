@@ -202,7 +202,8 @@ def evaluate(
     entry = params["models"].get(name) or {}
     head = {"model": name, "arch": ckpt["arch"], "split": split_name, "profile": params["profile"],
             "trained_on": ckpt.get("dataset"), "params": sum(p.numel() for p in model.parameters()),
-            "protocol": model.protocol, "runtime": runtime.describe(dev, precision, False),
+            "protocol": model.protocol, "lr_size": degrade.HR_SIZE // model.scale,
+            "runtime": runtime.describe(dev, precision, False),
             **({"stand_in": stand_in} if stand_in else {})}
     if unavailable:
         summary = {**head, "available": False, "reason": unavailable, "metrics": {}}
@@ -217,7 +218,7 @@ def evaluate(
             else f"model {name!r} (the --protocol option, else profile {params['profile']!r}'s data.protocol)")
     protocols.require_same(full.protocol, str(split_path), model.protocol, what)
     split = select_faces(full, ev.get("max_faces"), seed, ev.get("pairs_per_fold"))
-    lr, hr = degrade.to_tensor(split.lr), degrade.to_tensor(split.hr)
+    lr, hr = degrade.to_tensor(split.lr_at(model.scale)), degrade.to_tensor(split.hr)
     sr, pred = predict(model, lr, dev, int(ev.get("batch_size", 32)), precision)
     per_image: dict[str, np.ndarray] = {}
     extra: dict[str, Any] = {}

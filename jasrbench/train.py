@@ -297,7 +297,7 @@ def predict(model: FaceModel, lr: torch.Tensor, device: torch.device, batch_size
 def validation_metrics(model: FaceModel, val: PreparedSplit, device: torch.device, batch_size: int) -> dict[str, float]:
     from .metrics import image_quality, landmarks as lm_metrics
 
-    lr = degrade.to_tensor(val.lr)
+    lr = degrade.to_tensor(val.lr_at(model.scale))
     hr = degrade.to_tensor(val.hr)
     sr, pts = predict(model, lr, device, batch_size)
     boxes = torch.from_numpy(val.boxes)
@@ -570,7 +570,7 @@ def train(
     else:
         best_path.unlink(missing_ok=True)  # a fresh run never leaves another run's model.pt beside its own
     batcher = Batcher(data, train_idx, cfg.augment, mirror_t, dev, seed=seed, batch_size=cfg.batch_size,
-                      copies_per_epoch=cfg.copies_per_epoch)
+                      copies_per_epoch=cfg.copies_per_epoch, scale=model.scale)
     # The extra terms need the SR output: they run eagerly. Everything else goes through step.loss_function.
     compiled = stepmod.resolve_compile(cfg.compile, dev) and not extra.active and not closed_form
     loss_fn = (stepmod.loss_function(model, dev, precision, compiled) if not extra.active
@@ -703,8 +703,9 @@ def _write_samples(model_name: str, best_path: Path, val: PreparedSplit, dev: to
 
     model, _ = model_from_checkpoint(best_path, dev)
     k = min(4, len(val))
-    sr, pts = predict(model, degrade.to_tensor(val.lr[:k]), dev, k)
-    sample_grid(val.lr[:k], degrade.to_uint8(sr), val.hr[:k], val.landmarks[:k],
+    lr = val.subset(np.arange(k)).lr_at(model.scale)
+    sr, pts = predict(model, degrade.to_tensor(lr), dev, k)
+    sample_grid(lr, degrade.to_uint8(sr), val.hr[:k], val.landmarks[:k],
                 None if pts is None else pts.numpy(), path, title=model_name)
 
 

@@ -106,6 +106,7 @@ def _res_relu(n_feats: int, count: int) -> list[nn.Module]:
     return layers
 
 
+FEATURE_STRIDE = 8  # 128² input → 16² shared features
 _PAPER = "Yin, Robinson, Zhang & Fu, Joint Super-Resolution and Alignment of Tiny Faces, AAAI 2020"
 
 
@@ -144,6 +145,8 @@ _PAPER = "Yin, Robinson, Zhang & Fu, Joint Super-Resolution and Alignment of Tin
 @register("jasrnet_stages1", description="Table 5 One stage: 1 alignment stage", n_stages=1)
 @register("jasrnet_stages2", description="Table 5 Two stages: 2 alignment stages", n_stages=2)
 @register("jasrnet_res16", description="Table 5 Res_16: 16 shared ResBlocks", n_shared_blocks=16)
+@register("jasrnet_lr64", description="Table 2 top row: the full JASRNet on 64×64 faces (×2 LR, same 128² input)",
+          lr_scale=2)
 class JASRNet(FaceModel):
     """JASRNet (Yin, Robinson, Zhang & Fu, AAAI 2020) and its Table 4/5 ablations as switches.
 
@@ -159,7 +162,9 @@ class JASRNet(FaceModel):
     Switches (keywords, paper defaults): ``n_feats`` 128, ``n_shared_blocks`` 32,
     ``n_stages`` 3, ``num_points`` 68, ``fusion`` True, ``fusion_mode`` "add" |
     "concat", ``long_skip`` True, ``tasks`` "both" | "sr" | "align", ``alpha`` 1,
-    ``init_std`` 0.01, ``normalization`` "imagenet" (the authors' code) | "div2k".
+    ``init_std`` 0.01, ``normalization`` "imagenet" (the authors' code) | "div2k", ``lr_scale`` 8
+    (the LR→HR factor of the input: 2 for ``jasrnet_lr64``, whose 64×64 faces are upsampled to the same
+    128² input; the SR tail always upsamples the 16² features ×8, so the weights are identical in shape).
 
     Parameters (all of ``parameters()``, including the 12 frozen mean-shift
     parameters per shift; in brackets /1024², the paper's unit):
@@ -169,6 +174,7 @@ class JASRNet(FaceModel):
     Parameters (jasrnet_stages1): 17,501,548   [16.69M; paper One stage: 16.69M]
     Parameters (jasrnet_stages2): 18,693,681   [17.83M; paper Two stages: 17.83M]
     Parameters (jasrnet_res16): 15,163,126     [14.46M; paper Res_16: 14.46M]
+    Parameters (jasrnet_lr64): 19,885,814      [18.96M; the same network as jasrnet]
     Parameters (jasrnet_concat): 20,180,854    [19.25M; not reported]
     Parameters (jasrnet_bl_sr): 15,208,219     [14.50M; not reported]
     Parameters (jasrnet_bl_align): 16,487,911  [15.72M; not reported]
@@ -196,8 +202,12 @@ class JASRNet(FaceModel):
         alpha: float = 1.0,
         init_std: float = 0.01,
         normalization: str = "imagenet",
+        lr_scale: int = 8,
     ):
         super().__init__(num_points=num_points, alpha=alpha)
+        if lr_scale not in (2, 4, 8):
+            raise ConfigError(f"JASRNet: lr_scale must be 2, 4 or 8 (128² HR from 64², 32² or 16² LR), got {lr_scale!r}")
+        self.scale = int(lr_scale)
         if normalization not in NORMALIZATIONS:
             raise ConfigError(f"JASRNet: normalization must be one of {sorted(NORMALIZATIONS)}, got {normalization!r}")
         self.normalization = normalization
@@ -249,7 +259,8 @@ class JASRNet(FaceModel):
                 self.long_connection = nn.Sequential(
                     *[m for _ in range(3) for m in (default_conv(n, n, 3), nn.MaxPool2d(2))]
                 )
-            self.sr_tail = nn.Sequential(Upsampler(self.scale, n), default_conv(n, 3, 3))
+            # The shared features are 16×16 (three 2× pools of the 128² input) whatever the LR size.
+            self.sr_tail = nn.Sequential(Upsampler(FEATURE_STRIDE, n), default_conv(n, 3, 3))
 
         if self.predicts_landmarks:
             # The authors' third mean shift: created, never used in forward (see docstring).

@@ -136,7 +136,8 @@ def comparison_figure(report: Report, models_dir: Path, prepared: Path, faces: i
                 continue
             net, _ = model_from_checkpoint(ckpt, dev)
             origin = str(ckpt)
-        sr, pts = predict(net, lr_t, dev, len(idx))
+        net_lr = lr_t if net.scale == degrade.SCALE else degrade.to_tensor(data.subset(idx).lr_at(net.scale))
+        sr, pts = predict(net, net_lr, dev, len(idx))
         values = per_image.get(model)
         captions = None
         if values is not None and "psnr" in values.columns:

@@ -25,6 +25,15 @@ for _name in available():  # JASRNet and its ablations: 8 features, 1/8 of the s
         SMALL[_name] = dict(n_feats=8, n_shared_blocks=max(1, spec(_name).defaults.get("n_shared_blocks", 32) // 8))
 
 
+def at_model_scale(faces: dict, model) -> dict:
+    """The faces with their LR at ``model.scale`` (×8 as stored; ×2 for ``jasrnet_lr64``), made from the HR."""
+    from jasrbench.data import degrade
+
+    if model.scale == degrade.SCALE:
+        return faces
+    return {**faces, "lr": degrade.make_lr(faces["hr"], model.scale)}
+
+
 def with_points(faces: dict, k: int) -> dict:
     """The faces with only their first ``k`` points (AFLW-style models predict 19)."""
     if k > faces["landmarks"].shape[1]:

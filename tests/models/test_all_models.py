@@ -19,7 +19,7 @@ from torch import nn
 
 from jasrbench.data import degrade
 from jasrbench.models import FaceModel, ModelOutput, available, build, spec
-from model_helpers import SMALL, with_points
+from model_helpers import SMALL, at_model_scale, with_points
 
 NAMES = available()
 BATCH = 2
@@ -123,6 +123,7 @@ def test_model_declares_interface(name):
 @pytest.mark.parametrize("name", NAMES)
 def test_forward_shapes_and_finite(name, faces):
     model = build_small(name).eval()
+    faces = at_model_scale(faces, model)
     with torch.no_grad():
         out = model(faces["lr"])
     assert isinstance(out, ModelOutput)
@@ -143,6 +144,7 @@ def test_forward_shapes_and_finite(name, faces):
 @pytest.mark.parametrize("name", NAMES)
 def test_decode_landmarks(name, faces):
     model = build_small(name).eval()
+    faces = at_model_scale(faces, model)
     with torch.no_grad():
         out = model(faces["lr"])
     points = model.decode_landmarks(out)
@@ -158,6 +160,7 @@ def test_decode_landmarks(name, faces):
 @pytest.mark.parametrize("name", NAMES)
 def test_loss_and_backward_reach_every_parameter(name, faces):
     model = build_small(name).train()
+    faces = at_model_scale(faces, model)
     batch = with_points(faces, model.num_points)
     out = model(batch["lr"])
     terms = model.loss(out, batch)
@@ -186,6 +189,7 @@ def test_loss_and_backward_reach_every_parameter(name, faces):
 # -- determinism, memory format, mixed precision ---------------------------------------------
 @pytest.mark.parametrize("name", NAMES)
 def test_deterministic_with_a_fixed_seed(name, faces):
+    faces = at_model_scale(faces, build_small(name))
     with torch.no_grad():
         a = build_small(name, seed=123).eval()(faces["lr"])
         b = build_small(name, seed=123).eval()(faces["lr"])
@@ -201,6 +205,7 @@ def test_deterministic_with_a_fixed_seed(name, faces):
 @pytest.mark.parametrize("name", NAMES)
 def test_channels_last_matches_contiguous(name, faces):
     model = randomize_(build_small(name)).eval()
+    faces = at_model_scale(faces, model)
     with torch.no_grad():
         ref = outputs(model(faces["lr"]))
         model = model.to(memory_format=torch.channels_last)
@@ -221,6 +226,7 @@ def test_bf16_autocast_matches_fp32(name, faces):
     skipped layer, an overflow, a wrong dtype path gives errors of order 100%.
     """
     model = randomize_(build_small(name)).eval()
+    faces = at_model_scale(faces, model)
     with torch.no_grad():
         ref = model(faces["lr"])
         with torch.autocast("cpu", dtype=torch.bfloat16):

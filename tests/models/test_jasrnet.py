@@ -294,3 +294,41 @@ def test_decoding_recovers_subpixel_positions():
 def test_sr_only_decodes_nothing():
     model = small("jasrnet_bl_sr")
     assert model.decode_landmarks(model(torch.rand(1, 3, 16, 16))) is None
+
+
+# -- Table 2's top row: the same network on 64×64 faces --------------------------------------
+def test_lr64_is_the_same_network_on_a_x2_input(faces):
+    full, lr64 = build("jasrnet"), build("jasrnet_lr64")
+    assert (full.scale, lr64.scale) == (8, 2)
+    assert {k: v.shape for k, v in full.state_dict().items()} == {k: v.shape for k, v in lr64.state_dict().items()}
+    model = small("jasrnet_lr64").eval()
+    lr = degrade.make_lr(faces["hr"], 2)
+    assert lr.shape == (2, 3, 64, 64)
+    with torch.no_grad():
+        out = model(lr)
+    assert out.sr.shape == (2, 3, 128, 128) and [h.shape for h in out.heatmaps] == [(2, 69, 16, 16)] * 3
+    # The network's input is the ×2 bicubic upsampling, which is far closer to the HR than the ×8 one.
+    err2 = (model.upsample(lr) - faces["hr"]).abs().mean()
+    err8 = (degrade.upsample(faces["lr"]) - faces["hr"]).abs().mean()
+    assert err2 < 0.5 * err8
+    with pytest.raises(ConfigError, match="lr_scale"):
+        build("jasrnet", lr_scale=3)
+
+
+def test_split_lr_at_a_scale_is_made_like_a_training_batch(faces):
+    import numpy as np
+
+    from jasrbench.data.split import PreparedSplit
+
+    hr8 = degrade.to_uint8(faces["hr"])
+    split = PreparedSplit(hr=hr8, lr=degrade.to_uint8(degrade.make_lr(faces["hr"], protocol="paper")),
+                          landmarks=faces["landmarks"].numpy(), visible=faces["visible"].numpy(),
+                          boxes=np.zeros((2, 4), np.float32), names=np.array(["a", "b"]),
+                          metadata={"protocol": "paper"})
+    assert split.lr_at(8) is split.lr
+    lr64 = split.lr_at(2)
+    assert lr64.shape == (2, 64, 64, 3) and lr64.dtype == np.uint8
+    expected = degrade.to_uint8(degrade.make_lr(degrade.to_tensor(hr8), 2, protocol="paper"))
+    assert np.array_equal(lr64, expected)
+    # the ×8 LR made the same way is the stored one: one degradation, whatever the scale
+    assert np.array_equal(degrade.to_uint8(degrade.make_lr(degrade.to_tensor(hr8), 8, protocol="paper")), split.lr)
