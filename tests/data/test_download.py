@@ -24,8 +24,10 @@ from pathlib import Path
 
 import pytest
 
-from jasrbench.data import download as dl
-from jasrbench.data.download import DOWNLOADS_DIR, MARKER, Options, RemoteFile, Source
+from jasrbench.data import catalogue, download
+from jasrbench.data import fetch as fetcher
+from jasrbench.data.catalogue import RemoteFile, Source
+from jasrbench.data.fetch import DOWNLOADS_DIR, MARKER, Options
 from jasrbench.errors import DataError, JasrbenchError
 from jasrbench.paths import REPO_ROOT
 
@@ -242,11 +244,11 @@ def no_staging_left(to: Path) -> bool:
 def test_tarball_download_extracts_official_300w_layout(server, w300_files, tmp_path):
     source, data = dlib_style(server, w300_files)
     to = tmp_path / "300w"
-    lines = dl.fetch(source, to, opts(), echo=quiet)
+    lines = fetcher.fetch(source, to, opts(), echo=quiet)
 
     for rel, content in w300_files.items():
         assert (to / rel).read_bytes() == content, rel
-    assert lines == [f"{s}: 2 annotated images" for s in dl.W300_SUBSETS]
+    assert lines == [f"{s}: 2 annotated images" for s in catalogue.W300_SUBSETS]
     marker = json.loads((to / MARKER).read_text())
     assert marker["files"] == {source.files[0].name: sha(data)} and marker["verified"][source.files[0].name]
     assert (to / DOWNLOADS_DIR / source.files[0].name).read_bytes() == data
@@ -264,7 +266,7 @@ def test_official_ibug_zips_each_land_in_their_subset_folder(server, w300_files,
         entries.append((f"{subset}.zip", zip_bytes(members), {"unpack": "zip", "into": subset, "strip": subset}))
     source = source_for(server, "300w", entries)
     to = tmp_path / "300w"
-    dl.fetch(source, to, opts(), echo=quiet)
+    fetcher.fetch(source, to, opts(), echo=quiet)
     for rel, content in w300_files.items():
         assert (to / rel).read_bytes() == content, rel
     assert oct(stat.S_IMODE((to / "afw").stat().st_mode)) == oct(0o755)
@@ -278,7 +280,7 @@ def test_lfw_layout_and_pairs_are_checked(server, lfw_files, tmp_path):
         ("pairs.txt", lfw_files["pairs"], {"size": len(lfw_files["pairs"])}),
     ])
     to = tmp_path / "lfw"
-    lines = dl.fetch(source, to, opts(), echo=quiet)
+    lines = fetcher.fetch(source, to, opts(), echo=quiet)
     a, b = lfw_files["names"]
     assert (to / a / f"{a}_0001.jpg").read_bytes() == lfw_files["images"][f"{a}/{a}_0001.jpg"]
     assert (to / "pairs.txt").read_bytes() == lfw_files["pairs"]
@@ -286,13 +288,13 @@ def test_lfw_layout_and_pairs_are_checked(server, lfw_files, tmp_path):
 
     (to / b / f"{b}_0002.jpg").unlink()  # an image the protocol needs
     with pytest.raises(DataError, match=r"1 of 3 images named by pairs.txt are missing"):
-        dl.check_lfw(to)
+        catalogue.check_lfw(to)
 
 
 def test_300w_layout_check_names_missing_subsets(tmp_path):
     (tmp_path / "lfpw" / "trainset").mkdir(parents=True)
     with pytest.raises(DataError, match=r"missing folder\(s\) lfpw/testset, helen/trainset, helen/testset, afw, ibug"):
-        dl.check_300w(tmp_path)
+        catalogue.check_300w(tmp_path)
 
 
 # ---------------------------------------------------------------------------
@@ -309,7 +311,7 @@ def test_partial_file_is_resumed_with_a_range_request(server, w300_files, tmp_pa
     source, data = dlib_style(server, w300_files)
     to, half = tmp_path / "300w", len(data) // 2
     _partial(to, source.files[0].name, data, half)
-    dl.fetch(source, to, opts(), echo=quiet)
+    fetcher.fetch(source, to, opts(), echo=quiet)
     assert server.requests == [{"path": source.files[0].name, "range": f"bytes={half}-", "status": 206,
                                 "sent": len(data) - half}]
     assert (to / DOWNLOADS_DIR / source.files[0].name).read_bytes() == data
@@ -320,7 +322,7 @@ def test_partial_file_restarts_when_the_server_ignores_range(server, w300_files,
     source, data = dlib_style(server, w300_files)
     to, half = tmp_path / "300w", len(data) // 2
     _partial(to, source.files[0].name, data, half)
-    dl.fetch(source, to, opts(), echo=quiet)
+    fetcher.fetch(source, to, opts(), echo=quiet)
     assert [(r["range"], r["status"], r["sent"]) for r in server.requests] == [(f"bytes={half}-", 200, len(data))]
     assert (to / DOWNLOADS_DIR / source.files[0].name).read_bytes() == data  # not appended twice
 
@@ -331,7 +333,7 @@ def test_resume_survives_a_redirect(server, w300_files, tmp_path):
     moved = RemoteFile(**{**rf.__dict__, "urls": (f"{server.url}/moved/{rf.name}",)})
     to, third = tmp_path / "300w", len(data) // 3
     _partial(to, rf.name, data, third)
-    dl.fetch(Source(**{**source.__dict__, "files": (moved,)}), to, opts(), echo=quiet)
+    fetcher.fetch(Source(**{**source.__dict__, "files": (moved,)}), to, opts(), echo=quiet)
     assert [(r["path"], r["range"], r["status"]) for r in server.requests] == [
         (f"moved/{rf.name}", f"bytes={third}-", 302), (rf.name, f"bytes={third}-", 206)]
     assert (to / DOWNLOADS_DIR / rf.name).read_bytes() == data
@@ -341,7 +343,7 @@ def test_complete_part_file_is_finished_without_a_transfer(server, w300_files, t
     source, data = dlib_style(server, w300_files)
     to = tmp_path / "300w"
     _partial(to, source.files[0].name, data, len(data))  # killed just before the final rename
-    dl.fetch(source, to, opts(), echo=quiet)
+    fetcher.fetch(source, to, opts(), echo=quiet)
     assert [(r["status"], r["sent"]) for r in server.requests] == [(416, 0)]
     assert (to / DOWNLOADS_DIR / source.files[0].name).read_bytes() == data
 
@@ -349,7 +351,7 @@ def test_complete_part_file_is_finished_without_a_transfer(server, w300_files, t
 def test_dropped_connection_is_resumed_within_the_same_run(server, w300_files, tmp_path):
     source, data = dlib_style(server, w300_files)
     server.drops, server.drop_after = 2, len(data) // 3
-    dl.fetch(source, tmp_path / "300w", opts(), echo=quiet)
+    fetcher.fetch(source, tmp_path / "300w", opts(), echo=quiet)
     cut = len(data) // 3
     assert [(r["range"], r["status"]) for r in server.requests] == [
         (None, 200), (f"bytes={cut}-", 206), (f"bytes={2 * cut}-", 206)]
@@ -361,14 +363,14 @@ def test_interrupted_transfer_then_rerun_completes(server, w300_files, tmp_path)
     # the connection drops mid-file, then the server goes down: the run gives up
     server.drops, server.drop_after, server.then = 1, cut, "fail"
     with pytest.raises(DataError, match=r"partial download is kept in .*\.part and a rerun resumes it"):
-        dl.fetch(source, to, opts(retries=1), echo=quiet)
+        fetcher.fetch(source, to, opts(retries=1), echo=quiet)
     assert [r["status"] for r in server.requests] == [200, 503, 503]
     assert (to / DOWNLOADS_DIR / f"{name}.part").read_bytes() == data[:cut]
     assert not (to / DOWNLOADS_DIR / name).exists() and not (to / MARKER).exists()
     assert only_downloads(to)
 
     server.mode, server.requests = "range", []
-    dl.fetch(source, to, opts(), echo=quiet)
+    fetcher.fetch(source, to, opts(), echo=quiet)
     assert [(r["range"], r["status"], r["sent"]) for r in server.requests] == [(f"bytes={cut}-", 206, len(data) - cut)]
     assert (to / DOWNLOADS_DIR / name).read_bytes() == data
     assert (to / "ibug").is_dir()
@@ -377,16 +379,16 @@ def test_interrupted_transfer_then_rerun_completes(server, w300_files, tmp_path)
 def test_complete_verified_file_is_not_downloaded_again(server, w300_files, tmp_path):
     source, data = dlib_style(server, w300_files)
     to = tmp_path / "300w"
-    dl.fetch(source, to, opts(), echo=quiet)
+    fetcher.fetch(source, to, opts(), echo=quiet)
     assert len(server.requests) == 1
 
     messages: list[str] = []
-    dl.fetch(source, to, opts(), echo=messages.append)  # completed folder: nothing to do
+    fetcher.fetch(source, to, opts(), echo=messages.append)  # completed folder: nothing to do
     assert len(server.requests) == 1 and "already downloaded and extracted" in messages[-1]
 
     (to / MARKER).unlink()  # extraction not recorded: the archive is reused, not fetched
     (to / "afw" / next(iter(p.name for p in (to / "afw").iterdir()))).unlink()
-    dl.fetch(source, to, opts(), echo=quiet)
+    fetcher.fetch(source, to, opts(), echo=quiet)
     assert len(server.requests) == 1
     assert sorted(p.name for p in (to / "afw").iterdir()) == sorted(
         k.split("/")[1] for k in w300_files if k.startswith("afw/"))
@@ -395,9 +397,9 @@ def test_complete_verified_file_is_not_downloaded_again(server, w300_files, tmp_
 def test_removed_archives_are_not_fetched_again(server, w300_files, tmp_path):
     source, _ = dlib_style(server, w300_files)
     to = tmp_path / "300w"
-    dl.fetch(source, to, opts(remove_archives=True), echo=quiet)
+    fetcher.fetch(source, to, opts(remove_archives=True), echo=quiet)
     assert sorted(p.name for p in (to / DOWNLOADS_DIR).iterdir()) == [".lock"]
-    dl.fetch(source, to, opts(), echo=quiet)
+    fetcher.fetch(source, to, opts(), echo=quiet)
     assert len(server.requests) == 1 and (to / "helen" / "testset").is_dir()
 
 
@@ -414,7 +416,7 @@ def test_sha256_mismatch_names_url_and_both_hashes(server, w300_files, tmp_path)
     server.files[name] = bytes(corrupted)
     to = tmp_path / "300w"
     with pytest.raises(DataError) as err:
-        dl.fetch(source, to, opts(), echo=quiet)
+        fetcher.fetch(source, to, opts(), echo=quiet)
     message = str(err.value)
     assert f"{server.url}/{name}" in message
     assert f"expected {sha(data)}" in message and f"got {sha(bytes(corrupted))}" in message
@@ -424,7 +426,7 @@ def test_sha256_mismatch_names_url_and_both_hashes(server, w300_files, tmp_path)
     assert only_downloads(to)
 
     server.files[name] = data  # the next run downloads afresh and succeeds
-    dl.fetch(source, to, opts(), echo=quiet)
+    fetcher.fetch(source, to, opts(), echo=quiet)
     assert (downloads / name).read_bytes() == data
 
 
@@ -434,7 +436,7 @@ def test_existing_file_with_wrong_hash_is_moved_aside(server, w300_files, tmp_pa
     (to / DOWNLOADS_DIR).mkdir(parents=True)
     (to / DOWNLOADS_DIR / source.files[0].name).write_bytes(data[:-10])
     with pytest.raises(DataError, match=f"expected {sha(data)}"):
-        dl.fetch(source, to, opts(), echo=quiet)
+        fetcher.fetch(source, to, opts(), echo=quiet)
     assert server.requests == [] and not (to / DOWNLOADS_DIR / source.files[0].name).exists()
 
 
@@ -443,20 +445,20 @@ def test_unpublished_checksum_is_printed_stored_and_needs_acceptance(server, w30
     name, to = source.files[0].name, tmp_path / "300w"
     messages: list[str] = []
     with pytest.raises(JasrbenchError, match=r"--accept-unverified") as err:
-        dl.fetch(source, to, opts(), echo=messages.append)
+        fetcher.fetch(source, to, opts(), echo=messages.append)
     assert sha(data) in str(err.value) and any(sha(data) in m for m in messages)
     sidecar = to / DOWNLOADS_DIR / f"{name}.sha256"
     assert sidecar.read_text() == f"{sha(data)}  {name}\n"
     assert (to / DOWNLOADS_DIR / name).read_bytes() == data and only_downloads(to)
 
-    dl.fetch(source, to, opts(accept_unverified=True), echo=quiet)
+    fetcher.fetch(source, to, opts(accept_unverified=True), echo=quiet)
     assert len(server.requests) == 1  # the kept file was checked against its sidecar, not refetched
     assert json.loads((to / MARKER).read_text())["verified"] == {name: False}
 
     (to / MARKER).unlink()
     (to / DOWNLOADS_DIR / name).write_bytes(data[:-1] + b"x")  # changed since its first download
     with pytest.raises(DataError, match=f"has {sha(data)}"):
-        dl.fetch(source, to, opts(accept_unverified=True), echo=quiet)
+        fetcher.fetch(source, to, opts(accept_unverified=True), echo=quiet)
 
 
 # ---------------------------------------------------------------------------
@@ -498,7 +500,7 @@ def test_malicious_tar_is_refused(server, w300_files, tmp_path, case):
     source = source_for(server, "300w", [("hostile.tar.gz", buf.getvalue(), {"unpack": "tar"})])
     to = tmp_path / "dest"
     with pytest.raises(DataError, match=re.escape(why)) as err:
-        dl.fetch(source, to, opts(), echo=quiet)
+        fetcher.fetch(source, to, opts(), echo=quiet)
     assert "hostile.tar.gz" in str(err.value) and "refused member" in str(err.value)
     _nothing_escaped(tmp_path, to, absolute)
 
@@ -525,7 +527,7 @@ def test_malicious_zip_is_refused(server, w300_files, tmp_path, case):
     source = source_for(server, "300w", [("hostile.zip", buf.getvalue(), {"unpack": "zip", "into": "afw"})])
     to = tmp_path / "dest"
     with pytest.raises(DataError, match=re.escape(why)) as err:
-        dl.fetch(source, to, opts(), echo=quiet)
+        fetcher.fetch(source, to, opts(), echo=quiet)
     assert "hostile.zip" in str(err.value)
     _nothing_escaped(tmp_path, to, absolute)
 
@@ -549,7 +551,7 @@ def test_corrupt_archive_gives_a_clear_error(server, w300_files, tmp_path, kind)
     source = source_for(server, "300w", [(name, data, {"unpack": unpack, "into": "" if unpack == "tar" else "afw"})])
     to = tmp_path / "dest"
     with pytest.raises(DataError, match=r"corrupt or truncated archive") as err:
-        dl.fetch(source, to, opts(), echo=quiet)
+        fetcher.fetch(source, to, opts(), echo=quiet)
     assert str(err.value).startswith(str(to / DOWNLOADS_DIR / name))
     assert only_downloads(to) and no_staging_left(to)
 
@@ -559,7 +561,7 @@ def test_html_form_instead_of_the_file_explains_the_manual_way(server, w300_file
     server.mode = "html"
     to = tmp_path / "300w"
     with pytest.raises(DataError, match=r"HTML page") as err:
-        dl.fetch(source, to, opts(), echo=quiet)
+        fetcher.fetch(source, to, opts(), echo=quiet)
     assert "https://example.invalid/terms" in str(err.value)
     assert str(to / DOWNLOADS_DIR / source.files[0].name) in str(err.value)
     assert not (to / DOWNLOADS_DIR / (source.files[0].name + ".part")).exists()
@@ -569,7 +571,7 @@ def test_next_url_is_tried_when_the_first_is_gone(server, w300_files, tmp_path):
     source, data = dlib_style(server, w300_files)
     rf = source.files[0]
     gone = RemoteFile(**{**rf.__dict__, "urls": (f"{server.url}/missing/{rf.name}", *rf.urls)})
-    dl.fetch(Source(**{**source.__dict__, "files": (gone,)}), tmp_path / "300w", opts(), echo=quiet)
+    fetcher.fetch(Source(**{**source.__dict__, "files": (gone,)}), tmp_path / "300w", opts(), echo=quiet)
     assert [r["status"] for r in server.requests] == [404, 200]
 
 
@@ -584,31 +586,31 @@ def test_local_mirror_through_a_file_url(w300_files, tmp_path):
     mirror = tmp_path / "mirror"
     mirror.mkdir()
     (mirror / f"{top}.tar.gz").write_bytes(data)
-    dl.fetch(dl.get_source("300w", "dlib"), tmp_path / "300w",
+    fetcher.fetch(catalogue.get_source("300w", "dlib"), tmp_path / "300w",
              opts(url_base=mirror.as_uri(), accept_unverified=True), echo=quiet)
     assert (tmp_path / "300w" / "lfpw" / "testset").is_dir()
     assert (tmp_path / "300w" / DOWNLOADS_DIR / f"{top}.tar.gz.sha256").read_text().startswith(sha(data))
 
 
 def test_catalogue_checksums_are_published_ones_or_none():
-    lfw = dl.get_source("lfw")
+    lfw = catalogue.get_source("lfw")
     assert {rf.name: rf.sha256 for rf in lfw.files} == {
         "lfw.tgz": "055f7d9c632d7370e6fb4afc7468d40f970c34a80d4c6f50ffec63f5a8d536c0",
         "pairs.txt": "ea42330c62c92989f9d7c03237ed5d591365e89b3e649747777b70e692dc1592",
     }
-    for src in dl.CATALOGUE["300w"].values():
+    for src in catalogue.CATALOGUE["300w"].values():
         assert all(rf.sha256 is None and "no SHA-256 is published" in rf.checksum_source for rf in src.files)
-    assert [rf.name for rf in dl.get_source("300w").files] == ["afw.zip", "helen.zip", "ibug.zip", "lfpw.zip"]
-    mirror = dl.file_urls(dl.get_source("300w", "dlib").files[0], "http://mirror.example/data/")
+    assert [rf.name for rf in catalogue.get_source("300w").files] == ["afw.zip", "helen.zip", "ibug.zip", "lfpw.zip"]
+    mirror = catalogue.file_urls(catalogue.get_source("300w", "dlib").files[0], "http://mirror.example/data/")
     assert mirror == ("http://mirror.example/data/ibug_300W_large_face_landmark_dataset.tar.gz",)
     with pytest.raises(JasrbenchError, match="licence"):
-        dl.get_source("aflw")
+        catalogue.get_source("aflw")
     with pytest.raises(JasrbenchError, match="no source 'nope'"):
-        dl.get_source("300w", "nope")
+        catalogue.get_source("300w", "nope")
 
 
 def test_catalogue_pairs_checksum_matches_the_shared_official_pairs_file(lfw_pairs_file):
-    published = {rf.name: rf for rf in dl.get_source("lfw").files}["pairs.txt"]
+    published = {rf.name: rf for rf in catalogue.get_source("lfw").files}["pairs.txt"]
     assert sha(lfw_pairs_file.read_bytes()) == published.sha256
     assert lfw_pairs_file.stat().st_size == published.size
 
@@ -618,7 +620,7 @@ def test_command_line_downloads_from_a_mirror(server, w300_files, tmp_path):
     data = tar_bytes(w300_files, top=top)
     server.files[f"{top}.tar.gz"] = data
     to = tmp_path / "raw" / "300w"
-    env = {**os.environ, dl.MIRROR_ENV: server.url, "PYTHONPATH": str(REPO_ROOT)}
+    env = {**os.environ, download.MIRROR_ENV: server.url, "PYTHONPATH": str(REPO_ROOT)}
     cmd = [sys.executable, "-m", "jasrbench.cli", "download", "300w", "--source", "dlib", "--to", str(to),
            "--retries", "1", "--timeout", "5"]
     refused = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60)
@@ -641,3 +643,55 @@ def test_command_line_says_how_to_get_manual_datasets(capsys):
     assert main(["download", "--list"]) == 0
     listing = capsys.readouterr().out
     assert "ndownloader.figshare.com/files/5976018" in listing and "none published" in listing
+
+
+# ---------------------------------------------------------------------------
+# pooch, the lock, one list of 300W subsets
+# ---------------------------------------------------------------------------
+
+
+def test_resuming_downloader_resumes_under_pooch_retrieve(server, w300_files, tmp_path):
+    import pooch
+
+    source, data = dlib_style(server, w300_files)
+    rf = source.files[0]
+    half = len(data) // 2
+    part = tmp_path / f"{rf.name}.part"
+    part.write_bytes(data[:half])
+    downloader = fetcher.ResumingDownloader(part, rf, opts(), manual_hint="")
+    got = pooch.retrieve(rf.urls[0], known_hash=sha(data), fname=rf.name, path=tmp_path, downloader=downloader)
+    assert Path(got).read_bytes() == data
+    assert [(r["range"], r["status"], r["sent"]) for r in server.requests] == [(f"bytes={half}-", 206, len(data) - half)]
+    # pooch's own temporary file is gone; `part` is the verified file's other name until fetch removes it
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([rf.name, part.name])
+
+    part.write_bytes(data[:half])  # a partial file whose server copy changed: pooch refuses it
+    server.files[rf.name] = data[:half] + bytes(len(data) - half)
+    other = tmp_path / "again"
+    with pytest.raises(ValueError, match=f"expected {sha(data)}"):
+        pooch.retrieve(rf.urls[0], known_hash=sha(data), fname=rf.name, path=other,
+                       downloader=fetcher.ResumingDownloader(part, rf, opts(), manual_hint=""))
+    assert part.read_bytes() == server.files[rf.name] and [p.name for p in other.iterdir()] == []
+
+
+def test_a_second_download_into_the_same_folder_is_refused(server, w300_files, tmp_path):
+    import fcntl
+
+    source, _ = dlib_style(server, w300_files)
+    to = tmp_path / "300w"
+    (to / DOWNLOADS_DIR).mkdir(parents=True)
+    with open(to / DOWNLOADS_DIR / ".lock", "w") as held:  # another process's lock (flock is per open file)
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with pytest.raises(JasrbenchError, match=re.escape(f"another `jasrbench download` is writing into {to}")):
+            fetcher.fetch(source, to, opts(), echo=quiet)
+        assert server.requests == []
+    fetcher.fetch(source, to, opts(), echo=quiet)  # released: the next run proceeds
+    assert (to / "ibug").is_dir()
+
+
+def test_300w_subsets_have_one_source_of_truth():
+    from jasrbench.data import w300
+
+    assert sorted(catalogue.W300_SUBSETS) == sorted(w300.SUBSETS)
+    assert [rf.into for rf in catalogue.get_source("300w", "ibug").files] == sorted(
+        {s.split("/")[0] for s in w300.SUBSETS})
