@@ -27,6 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "enhance": ("jasrbench.enhance", "super-resolve and landmark tiny faces in your own images"),
     "profile": ("jasrbench.config", "show or switch the profile params.yaml selects"),
     "calibrate": ("jasrbench.data.calibrate", "Bicubic row on 300W common over crop margins × protocols (calibration)"),
+    "launch": ("jasrbench.launch", "run the out-of-date DVC stages at once on Dask (local workers, GPUs, a cluster)"),
 }
 
 

@@ -1,0 +1,343 @@
+"""``jasrbench launch``: the stages DVC says are out of date, many at once, as Dask tasks (issue 13).
+
+DVC runs one stage at a time, and two ``dvc repro`` in one workspace fight over its lock. This
+command asks DVC which stages are out of date (``Repo.status``) and how they depend on each other
+(``Repo.index.graph``), submits each stage's command to ``dask.distributed`` with its upstream
+stages' tasks as task dependencies, and records every finished stage in ``dvc.lock`` (``Repo.commit``,
+as ``dvc commit -f`` does), so that ``dvc status`` is clean afterwards and ``dvc repro`` does nothing.
+
+- Which stages: those ``dvc status`` lists, plus everything downstream of them. A downstream stage
+  listed only because an upstream one reruns checks again just before it starts and is skipped
+  when the upstream output came out identical, as ``dvc repro`` does.
+- How a stage runs: its ``cmd`` lines through the shell, in its ``wdir``, with ``DVC_ROOT`` and
+  ``DVC_STAGE`` set, after removing its declared non-persistent outputs (what ``dvc repro`` does
+  first). Never ``dvc repro`` itself: the tasks would fight over DVC's lock, which this command
+  holds for its whole run so that a concurrent ``dvc repro`` or ``dvc commit`` refuses to start.
+- Where: a local cluster of ``--workers`` single-task workers (CPU only), one worker per GPU of
+  ``--gpus`` with ``--per-gpu`` task slots (``resources={"GPU": 1}`` per task and
+  ``CUDA_VISIBLE_DEVICES`` per worker), or an existing scheduler (``--scheduler``, e.g. a
+  dask-jobqueue ``SLURMCluster``'s address), whose workers must see this workspace at the same path.
+- Threads: each task gets ``OMP_NUM_THREADS`` = max(1, cores // concurrent tasks), a runtime
+  setting that changes speed, not results.
+- Logs: every line of a stage's output is printed prefixed with ``[stage]``, and kept in
+  ``.dvc/tmp/launch/<stage>.log``. A failed stage stops its dependents (Dask does not run a task
+  whose input failed), the others go on, and the command then names the failed stage, shows its
+  log's tail and exits 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import logging
+import os
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import JasrbenchError
+
+TOPIC = "jasrbench-launch"
+TAIL_LINES = 40
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+
+class LaunchError(JasrbenchError):
+    """The plan cannot be made or run (not a DVC repository, bad options)."""
+
+
+class StageFailed(Exception):
+    """A stage's command exited non-zero; carries what the report needs (picklable for Dask)."""
+
+    def __init__(self, stage: str, returncode: int, tail: list[str], log: str):
+        super().__init__(stage, returncode, tail, log)
+        self.stage, self.returncode, self.tail, self.log = stage, returncode, tail, log
+
+    def __str__(self) -> str:
+        return f"stage {self.stage!r} failed (exit status {self.returncode}); log: {self.log}"
+
+
+@dataclass(frozen=True)
+class StageJob:
+    """One DVC stage as the worker needs it (plain data: it travels to remote workers)."""
+
+    name: str                 # DVC's addressing, e.g. ``train@edsr-300w``
+    root: str                 # the repository root (absolute)
+    wdir: str                 # where the command runs (absolute)
+    cmds: tuple[str, ...]
+    outs: tuple[str, ...]     # absolute paths of the declared outputs removed before running
+    upstream: tuple[str, ...] = ()
+    recheck: bool = False     # queued only because an upstream stage reruns
+    env: dict = field(default_factory=dict)
+
+
+# --- the plan: which stages, in which order (DVC's own status and graph) ---------------------
+def _repo(root: str | Path):
+    from dvc.exceptions import NotDvcRepoError
+    from dvc.repo import Repo
+
+    try:
+        return Repo(str(root))
+    except NotDvcRepoError as exc:
+        raise LaunchError(f"{root}: not a DVC repository ({exc})") from None
+
+
+def plan(repo) -> list[StageJob]:
+    """The out-of-date stages of ``repo`` (a ``dvc.repo.Repo``), upstream first."""
+    import networkx as nx
+
+    graph = repo.index.graph            # edges: stage → the stage that produces one of its deps
+    changed = set(repo.status())        # addressing of every stage whose deps/outs/definition changed
+    direct = {s for s in graph if s.addressing in changed and not s.frozen}
+    todo = set(direct)
+    for stage in direct:
+        todo |= {s for s in nx.ancestors(graph, stage) if not s.frozen}
+    runnable = {s for s in todo if s.cmd}
+    for stage in sorted(todo - runnable, key=lambda s: s.addressing):
+        # A data source (`dvc add`) or an import has no command to run.
+        print(f"launch: {stage.addressing} has no command; `dvc commit` or `dvc update` it", file=sys.stderr)
+    order = [s for s in reversed(list(nx.topological_sort(graph.subgraph(runnable))))]
+    jobs = []
+    for stage in order:
+        cmds = stage.cmd if isinstance(stage.cmd, list) else [stage.cmd]
+        outs = tuple(str(out.fs_path) for out in stage.outs if not out.persist)
+        upstream = tuple(sorted(u.addressing for u in graph.successors(stage) if u in runnable))
+        jobs.append(StageJob(name=stage.addressing, root=str(repo.root_dir), wdir=str(stage.wdir),
+                             cmds=tuple(cmds), outs=outs, upstream=upstream, recheck=stage not in direct))
+    return jobs
+
+
+# --- the task: one stage's command on a Dask worker -------------------------------------------
+def _emit(stage: str, line: str) -> None:
+    try:
+        from distributed import get_worker
+
+        get_worker().log_event(TOPIC, {"stage": stage, "line": line})
+    except ValueError:  # not on a worker (called directly): print here
+        print(f"[{stage}] {line}", flush=True)
+
+
+def _still_changed(job: StageJob) -> bool:
+    """Whether the stage is out of date now that its upstream stages have run (``dvc repro``'s check)."""
+    from dvc.repo import Repo
+
+    # Stage.changed() needs DVC's repository lock, which the launching process holds; at plan time
+    # the stage's own definition and outputs were current, so its dependencies decide.
+    for attempt in range(3):
+        try:
+            with Repo(job.root) as repo:
+                stage = next(s for s in repo.index.stages if s.addressing == job.name)
+                return any(dep.status() for dep in stage.deps)
+        except Exception:  # noqa: BLE001 - dvc.lock caught mid-write by the launcher's commit
+            if attempt == 2:
+                raise
+            time.sleep(1)
+    return True
+
+
+def _remove_outs(job: StageJob) -> None:
+    import shutil
+
+    for out in job.outs:
+        path = Path(out)
+        if path.is_symlink() or path.is_file():
+            path.unlink()
+        elif path.is_dir():
+            shutil.rmtree(path)
+
+
+def _threads() -> int:
+    """Cores per concurrent task on this worker's machine (for a worker of an existing cluster)."""
+    from distributed import get_worker
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, cores // max(1, get_worker().state.nthreads))
+
+
+def run_stage(job: StageJob, *upstream: dict) -> dict:
+    """Run one stage's command lines; raise :class:`StageFailed` when one exits non-zero."""
+    # Queued only because an upstream stage was out of date: if none of them ran, or what they
+    # wrote is what dvc.lock records, this stage is as up to date as `dvc status` found it.
+    if job.recheck and (not any(u.get("ran") for u in upstream) or not _still_changed(job)):
+        _emit(job.name, "up to date after its upstream stages: skipped")
+        return {"stage": job.name, "ran": False}
+    _remove_outs(job)
+    env = dict(os.environ)
+    env.update({"DVC_ROOT": job.root, "DVC_STAGE": job.name, "PYTHONUNBUFFERED": "1"})
+    env.update(job.env)
+    if "OMP_NUM_THREADS" not in job.env:
+        threads = str(_threads())
+        env.update(dict.fromkeys(THREAD_VARIABLES, threads))
+    log_dir = Path(job.root) / ".dvc" / "tmp" / "launch"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log = log_dir / f"{job.name}.log"
+    tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
+    shell = os.environ.get("SHELL") or "/bin/sh"
+    start = time.monotonic()
+    with open(log, "w", encoding="utf-8") as sink:
+        for cmd in job.cmds:
+            _emit(job.name, f"> {cmd}")
+            sink.write(f"> {cmd}\n")
+            # Universal newlines: a progress bar's carriage returns end lines too, so it streams.
+            proc = subprocess.Popen([shell, "-c", cmd], cwd=job.wdir, env=env, stdout=subprocess.PIPE,
+                                    stderr=subprocess.STDOUT, text=True, errors="replace", bufsize=1)
+            previous = None
+            for raw in proc.stdout:
+                line = raw.rstrip("\n")
+                sink.write(line + "\n")
+                tail.append(line)
+                if line and line != previous:
+                    _emit(job.name, line)
+                previous = line
+            if proc.wait() != 0:
+                sink.flush()
+                raise StageFailed(job.name, proc.returncode, list(tail), str(log))
+    return {"stage": job.name, "ran": True, "seconds": round(time.monotonic() - start, 1)}
+
+
+# --- the cluster ------------------------------------------------------------------------------
+def _cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def _local_cluster(workers: int, gpus: list[str], per_gpu: int):
+    """A local cluster: ``workers`` one-slot workers, or one worker with ``per_gpu`` slots per GPU."""
+    from distributed import LocalCluster, Nanny, Scheduler, SpecCluster
+
+    if not gpus:
+        return LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                            dashboard_address=None, silence_logs=logging.CRITICAL)
+    # Workers differ (each its own CUDA_VISIBLE_DEVICES): SpecCluster, LocalCluster's base, takes one spec each.
+    specs = {f"gpu{g}": {"cls": Nanny, "options": {"nthreads": per_gpu, "resources": {"GPU": per_gpu},
+                                                   "env": {"CUDA_VISIBLE_DEVICES": g}, "silence_logs": logging.CRITICAL}}
+             for g in gpus}
+    return SpecCluster(workers=specs, scheduler={"cls": Scheduler, "options": {"dashboard_address": None}},
+                       silence_logs=logging.CRITICAL)
+
+
+def _print_event(event) -> None:
+    _, msg = event
+    print(f"[{msg['stage']}] {msg['line']}", flush=True)
+
+
+def launch(root: str | Path, *, workers: int = 2, gpus: list[str] | None = None, per_gpu: int = 1,
+           scheduler: str | None = None, dry: bool = False) -> int:
+    """Run the out-of-date stages of the DVC repository at ``root``; 0 when all of them finished."""
+    from distributed import Client, as_completed
+    from dvc.repo import lock_repo
+
+    gpus = list(gpus or [])
+    if not logging.getLogger().isEnabledFor(logging.DEBUG):
+        # The in-process scheduler's and DVC's own INFO lines would drown the stages' logs.
+        for name in ("distributed", "dvc"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+    repo = _repo(root)
+    try:
+        with lock_repo(repo):
+            jobs = plan(repo)
+            if not jobs:
+                print("launch: every stage is up to date")
+                return 0
+            for job in jobs:
+                after = f" after {', '.join(job.upstream)}" if job.upstream else ""
+                print(f"launch: {job.name}{after}{' (if still out of date then)' if job.recheck else ''}")
+            if dry:
+                return 0
+            return _run(repo, jobs, workers=workers, gpus=gpus, per_gpu=per_gpu, scheduler=scheduler,
+                        Client=Client, as_completed=as_completed)
+    finally:
+        repo.close()
+
+
+def _run(repo, jobs: list[StageJob], *, workers, gpus, per_gpu, scheduler, Client, as_completed) -> int:
+    cluster = None
+    resources: dict | None = None
+    env: dict[str, str] = {}
+    if scheduler:
+        client = Client(scheduler)
+        gpu_workers = [w for w in client.scheduler_info()["workers"].values() if w.get("resources", {}).get("GPU")]
+        resources = {"GPU": 1} if gpu_workers else None
+        where = f"scheduler {scheduler} ({len(client.scheduler_info()['workers'])} workers)"
+    else:
+        cluster = _local_cluster(workers, gpus, per_gpu)
+        client = Client(cluster)
+        slots = len(gpus) * per_gpu if gpus else workers
+        env = dict.fromkeys(THREAD_VARIABLES, str(max(1, _cores() // slots)))
+        if gpus:
+            resources = {"GPU": 1}
+        else:
+            env["CUDA_VISIBLE_DEVICES"] = ""  # CPU only
+        where = (f"{len(gpus)} GPU workers × {per_gpu} tasks" if gpus else f"{workers} local workers") + \
+                f", {env['OMP_NUM_THREADS']} threads per task on {_cores()} cores"
+    print(f"launch: {len(jobs)} stages on {where}", flush=True)
+    client.subscribe_topic(TOPIC, _print_event)
+    token = uuid.uuid4().hex[:8]
+    futures: dict[str, object] = {}
+    try:
+        for job in jobs:
+            job = StageJob(**{**job.__dict__, "env": env})
+            futures[job.name] = client.submit(run_stage, job, *(futures[u] for u in job.upstream),
+                                              key=f"{job.name}-{token}", pure=False, resources=resources)
+        failed: list[StageFailed] = []
+        stopped: list[str] = []
+        done: list[str] = []
+        names = {f.key: name for name, f in futures.items()}
+        for future in as_completed(list(futures.values())):
+            name = names[future.key]
+            if future.status == "finished":
+                result = future.result()
+                if result["ran"]:
+                    repo.commit(name, force=True, relink=False)  # as `dvc commit -f --no-relink NAME`
+                    done.append(name)
+                    print(f"launch: {name} finished in {result['seconds']} s, recorded in dvc.lock", flush=True)
+                continue
+            exc = future.exception()
+            if isinstance(exc, StageFailed) and exc.stage == name:
+                failed.append(exc)
+                print(f"launch: {name} FAILED (exit status {exc.returncode})", flush=True)
+            elif isinstance(exc, StageFailed):
+                stopped.append(name)  # an upstream stage failed: Dask never ran this one
+            else:
+                failed.append(StageFailed(name, -1, [repr(exc)], "(no log: the task itself failed)"))
+        time.sleep(0.5)  # the last streamed lines arrive in batches
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+    if not failed:
+        print(f"launch: {len(done)} stages ran, {len(jobs) - len(done)} were up to date; dvc.lock updated")
+        return 0
+    for exc in failed:
+        print(f"\nlaunch: stage {exc.stage!r} failed (exit status {exc.returncode}); its log {exc.log} ends:",
+              file=sys.stderr)
+        for line in exc.tail:
+            print(f"  [{exc.stage}] {line}", file=sys.stderr)
+    if stopped:
+        print(f"launch: not run because an upstream stage failed: {', '.join(sorted(stopped))}", file=sys.stderr)
+    print(f"launch: failed: {', '.join(e.stage for e in failed)}", file=sys.stderr)
+    return 1
+
+
+# --- CLI --------------------------------------------------------------------------------------
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--workers", type=int, default=2,
+                        help="local CPU workers, one stage each at a time (default 2; ignored with --gpus)")
+    parser.add_argument("--gpus", default="", help="comma-separated GPU indices, e.g. 0,1: one worker per GPU")
+    parser.add_argument("--per-gpu", type=int, default=1, help="stages sharing one GPU at a time (default 1)")
+    parser.add_argument("--scheduler", help="address of an existing Dask scheduler (e.g. a dask-jobqueue cluster's)")
+    parser.add_argument("--root", default=".", help="the DVC repository (default: the current directory)")
+    parser.add_argument("--dry", action="store_true", help="print the plan, run nothing")
+
+
+def run(args: argparse.Namespace) -> int:
+    gpus = [g.strip() for g in args.gpus.split(",") if g.strip()]
+    if args.workers < 1 or args.per_gpu < 1:
+        raise LaunchError("--workers and --per-gpu must be at least 1")
+    if args.scheduler and gpus:
+        raise LaunchError("--gpus configures a local cluster; an existing scheduler's workers bring their own "
+                          "GPUs (start them with --resources GPU=1)")
+    return launch(Path(args.root).resolve(), workers=args.workers, gpus=gpus, per_gpu=args.per_gpu,
+                  scheduler=args.scheduler, dry=args.dry)
