@@ -4,36 +4,28 @@ Generic: it knows no dataset (``catalogue.py`` says what to fetch and how to
 check the result). pooch verifies each fresh download against its published
 SHA-256 and moves it into place; the transfer itself is ``ResumingDownloader``,
 a pooch downloader, because pooch restarts an interrupted download from zero
-while a rerun here resumes it with an HTTP ``Range`` request. Extraction is
-our own because pooch's ``Untar`` follows absolute paths and links (Python
-< 3.12) and its ``Unzip`` rewrites hostile names instead of refusing them.
-Behaviour in detail: datasets/raw/README.md.
+while a rerun here resumes it with an HTTP ``Range`` request. Archives go
+through ``extract.py``, which refuses unsafe members. Behaviour in detail:
+datasets/raw/README.md.
 """
 
 from __future__ import annotations
 
 import contextlib
-import gzip
 import http.client
 import json
 import logging
-import lzma
 import os
 import re
 import shutil
 import socket
-import stat
-import tarfile
 import tempfile
 import time
 import urllib.error
 import urllib.request
-import zipfile
-import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
 
 import pooch
 from tqdm import tqdm
@@ -42,6 +34,7 @@ from .. import __version__
 from ..errors import DataError, JasrbenchError
 from ..io import atomic_write_text, to_json
 from .catalogue import RemoteFile, Source, file_urls
+from .extract import extract_tar, extract_zip
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +42,6 @@ DOWNLOADS_DIR = ".downloads"
 MARKER = ".jasrbench-download.json"
 _CHUNK = 1 << 20
 _TRANSIENT_HTTP = frozenset({408, 425, 429, 500, 502, 503, 504})
-_HAS_TAR_FILTER = hasattr(tarfile, "data_filter")  # Python 3.8.17+, 3.9.17+, 3.10.12+, 3.11.4+
-_TarFilterError = getattr(tarfile, "FilterError", ())
 
 
 class DownloadError(DataError):
@@ -342,115 +333,10 @@ def _ensure_file(rf: RemoteFile, source: Source, dl: Path, opts: Options, echo: 
 
 
 # ---------------------------------------------------------------------------
-# Extraction with path checks
+# Into place: extract (or copy) through a staging folder, then rename
 # ---------------------------------------------------------------------------
 
 _RESERVED = {DOWNLOADS_DIR, MARKER}
-
-
-def _safe_parts(archive: Path, name: str) -> tuple[str, ...]:
-    """The path components of member ``name``; raises on absolute paths and ``..``."""
-    if "\x00" in name:
-        raise DataError(archive, f"refused member {name!r}: NUL in its name")
-    norm = name.replace("\\", "/")
-    if norm.startswith("/") or re.match(r"^[A-Za-z]:", norm):
-        raise DataError(archive, f"refused member {name!r}: absolute path")
-    parts = tuple(p for p in norm.split("/") if p not in ("", "."))
-    if ".." in parts:
-        raise DataError(archive, f"refused member {name!r}: '..' component (would escape the destination)")
-    return parts
-
-
-def _inside(dest: Path, parts: tuple[str, ...], archive: Path, name: str) -> Path:
-    target = dest.joinpath(*parts)
-    if not target.resolve().is_relative_to(dest.resolve()):
-        raise DataError(archive, f"refused member {name!r}: resolves outside the destination")
-    return target
-
-
-class _ProgressReader:
-    """A read-only file wrapper that reports bytes read to a tqdm bar."""
-
-    def __init__(self, fh: BinaryIO, bar: tqdm):
-        self._fh, self._bar = fh, bar
-
-    def read(self, n: int = -1) -> bytes:
-        data = self._fh.read(n)
-        self._bar.update(len(data))
-        return data
-
-
-def _bar(total: int, desc: str, opts: Options) -> tqdm:
-    return tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=desc,
-                disable=None if opts.progress is None else not opts.progress, leave=False)
-
-
-def _extract_tar(archive: Path, dest: Path, opts: Options) -> None:
-    try:
-        with open(archive, "rb") as raw, _bar(_size(archive), f"extract {archive.name}", opts) as bar:
-            # Stream mode: one pass over the (possibly large) compressed file;
-            # each member is checked before it is written.
-            with tarfile.open(fileobj=_ProgressReader(raw, bar), mode="r|*") as tf:
-                for member in tf:
-                    parts = _safe_parts(archive, member.name)
-                    if member.issym() or member.islnk():
-                        kind = "symbolic" if member.issym() else "hard"
-                        raise DataError(archive, f"refused member {member.name!r}: {kind} link to "
-                                                 f"{member.linkname!r} (links are not extracted)")
-                    if member.ischr() or member.isblk() or member.isfifo() or member.isdev():
-                        raise DataError(archive, f"refused member {member.name!r}: device or special file")
-                    if not (member.isfile() or member.isdir()):
-                        raise DataError(archive, f"refused member {member.name!r}: unsupported type {member.type!r}")
-                    if not parts:
-                        continue  # the archive's own root folder ("./")
-                    _inside(dest, parts, archive, member.name)
-                    if _HAS_TAR_FILTER:
-                        tf.extract(member, dest, filter="data")
-                    else:  # pragma: no cover - old Python patch releases
-                        tf.extract(member, dest, set_attrs=False)
-    except DataError:
-        raise
-    except _TarFilterError as exc:  # pragma: no cover - our checks run first
-        raise DataError(archive, f"refused member: {exc}") from exc
-    except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile, lzma.LZMAError) as exc:
-        raise DataError(archive, f"corrupt or truncated archive ({exc or type(exc).__name__})") from exc
-    except OSError as exc:
-        raise DataError(archive, f"cannot extract ({exc})") from exc
-
-
-def _extract_zip(archive: Path, dest: Path, opts: Options) -> None:
-    try:
-        zf = zipfile.ZipFile(archive)
-    except (zipfile.BadZipFile, OSError, EOFError) as exc:
-        raise DataError(archive, f"corrupt or truncated archive ({exc})") from exc
-    with zf:
-        infos = zf.infolist()
-        plan = []
-        for info in infos:  # check every member before writing anything
-            parts = _safe_parts(archive, info.filename)
-            mode = info.external_attr >> 16
-            if stat.S_ISLNK(mode):
-                raise DataError(archive, f"refused member {info.filename!r}: symbolic link (links are not extracted)")
-            if mode and stat.S_IFMT(mode) not in (0, stat.S_IFREG, stat.S_IFDIR):
-                raise DataError(archive, f"refused member {info.filename!r}: device or special file")
-            if parts:
-                plan.append((info, parts))
-        try:
-            with _bar(sum(i.file_size for i in infos), f"extract {archive.name}", opts) as bar:
-                for info, parts in plan:
-                    target = _inside(dest, parts, archive, info.filename)
-                    if info.is_dir():
-                        target.mkdir(parents=True, exist_ok=True)
-                        continue
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    with zf.open(info) as src, open(target, "wb") as out:
-                        for block in iter(lambda: src.read(_CHUNK), b""):
-                            out.write(block)
-                            bar.update(len(block))
-        except (zipfile.BadZipFile, zlib.error, EOFError, RuntimeError, NotImplementedError) as exc:
-            raise DataError(archive, f"corrupt or truncated archive ({exc})") from exc
-        except OSError as exc:
-            raise DataError(archive, f"cannot extract ({exc})") from exc
 
 
 def _replace(src: Path, dst: Path, scratch: Path) -> None:
@@ -470,9 +356,9 @@ def _install(fetched: _Fetched, rf: RemoteFile, to: Path, dl: Path, opts: Option
     os.chmod(staging, 0o755)  # mkdtemp makes it 0700; it may become DIR/<into> itself
     try:
         if rf.unpack == "tar":
-            _extract_tar(fetched.path, staging, opts)
+            extract_tar(fetched.path, staging, opts.progress)
         elif rf.unpack == "zip":
-            _extract_zip(fetched.path, staging, opts)
+            extract_zip(fetched.path, staging, opts.progress)
         elif rf.unpack is None:
             shutil.copyfile(fetched.path, staging / rf.name)
         else:  # pragma: no cover - catalogue error
