@@ -1,4 +1,4 @@
-# The README's commands. `make reproduce` runs the benchmark (dvc repro);
+# The README's commands. `make reproduce` runs the benchmark (dvc repro, or jasrbench launch with JOBS=N);
 # `make test` runs the whole test suite. Both install what they need first.
 PYTHON ?= python3
 VENV   ?= .venv
@@ -10,6 +10,9 @@ TORCH  ?= torch==2.14.1 torchvision==0.29.1
 FACENET ?= facenet-pytorch==2.6.0
 PYTEST_ARGS ?=
 PROFILE ?=
+# `make reproduce JOBS=N`: N stages at once through `jasrbench launch` (Dask); LAUNCH_ARGS adds its options.
+JOBS ?=
+LAUNCH_ARGS ?=
 
 .PHONY: install test reproduce mlflow-ui benchmarks clean-venv
 
@@ -34,7 +37,7 @@ test: install
 reproduce: install
 	@if [ -n "$(PROFILE)" ]; then $(VENV)/bin/jasrbench profile use $(PROFILE); \
 	else $(VENV)/bin/jasrbench profile sync; fi
-	PATH="$(abspath $(VENV))/bin:$$PATH" $(VENV)/bin/dvc repro
+	PATH="$(abspath $(VENV))/bin:$$PATH" $(if $(JOBS),$(VENV)/bin/jasrbench launch --workers $(JOBS) $(LAUNCH_ARGS),$(VENV)/bin/dvc repro)
 
 # MLflow 3.17's UI opens experiments as GenAI (traces) until its sidebar switch is set to "Model training".
 mlflow-ui: install

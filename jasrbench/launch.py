@@ -153,8 +153,10 @@ def _threads() -> int:
     """Cores per concurrent task on this worker's machine (for a worker of an existing cluster)."""
     from distributed import get_worker
 
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return max(1, cores // max(1, get_worker().state.nthreads))
+    worker = get_worker()
+    # With GPU resources, those bound how many stages run at once, not the worker's thread count.
+    slots = int(worker.state.total_resources.get("GPU", 0)) or worker.state.nthreads
+    return max(1, _cores() // max(1, slots))
 
 
 def run_stage(job: StageJob, *upstream: dict) -> dict:
