@@ -1,47 +1,38 @@
 """Fetch a catalogue ``Source`` into a folder: resumable, SHA-256-checked, safely extracted.
 
 Generic: it knows no dataset (``catalogue.py`` says what to fetch and how to
-check the result). pooch verifies each fresh download against its published
-SHA-256 and moves it into place; the transfer itself is ``ResumingDownloader``,
-a pooch downloader, because pooch restarts an interrupted download from zero
-while a rerun here resumes it with an HTTP ``Range`` request. Archives go
-through ``extract.py``, which refuses unsafe members. Behaviour in detail:
-datasets/raw/README.md.
+check the result). Per file: ``pooch.retrieve`` checks a fresh download
+against its published SHA-256 and moves it into place, the transfer being
+``downloader.ResumingDownloader`` (pooch itself cannot resume); files without a
+published hash get theirs recorded beside them. Archives are unpacked by
+``extract.py``, then moved into place by renames; one run per folder at a time.
+Behaviour in detail: datasets/raw/README.md.
 """
 
 from __future__ import annotations
 
 import contextlib
-import http.client
 import json
 import logging
 import os
-import re
 import shutil
-import socket
 import tempfile
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pooch
-from tqdm import tqdm
 
-from .. import __version__
 from ..errors import DataError, JasrbenchError
 from ..io import atomic_write_text, to_json
 from .catalogue import RemoteFile, Source, file_urls
+from .downloader import ResumingDownloader, UrlFailed
 from .extract import extract_tar, extract_zip
 
 log = logging.getLogger(__name__)
 
 DOWNLOADS_DIR = ".downloads"
 MARKER = ".jasrbench-download.json"
-_CHUNK = 1 << 20
-_TRANSIENT_HTTP = frozenset({408, 425, 429, 500, 502, 503, 504})
 
 
 class DownloadError(DataError):
@@ -54,6 +45,8 @@ class DownloadError(DataError):
 
 @dataclass
 class Options:
+    """How ``fetch`` behaves (the command line's options)."""
+
     timeout: float = 60.0  # seconds without data before an attempt fails
     retries: int = 5  # failed attempts in a row (without progress) before giving up on a URL
     backoff: float = 1.0  # first retry delay, doubled each time (capped at 30 s)
@@ -61,166 +54,6 @@ class Options:
     url_base: str | None = None
     remove_archives: bool = False
     progress: bool | None = None  # None: bars only on a terminal
-
-
-# ---------------------------------------------------------------------------
-# The transfer: HTTP (or file://) with resume, retries and backoff
-# ---------------------------------------------------------------------------
-
-
-class _UrlFailed(Exception):
-    """This URL cannot deliver the file (now): try the next one."""
-
-
-class _Retry(Exception):
-    """A transient failure: retry the same URL (resuming)."""
-
-
-def _size(path: Path) -> int:
-    try:
-        return path.stat().st_size
-    except FileNotFoundError:
-        return 0
-
-
-def _content_range(value: str | None) -> tuple[int | None, int | None]:
-    """``bytes START-END/TOTAL`` (or ``bytes */TOTAL``) -> (START, TOTAL)."""
-    m = re.fullmatch(r"\s*bytes\s+(?:(\d+)-\d+|\*)/(\d+|\*)\s*", value or "")
-    if not m:
-        return None, None
-    start = int(m.group(1)) if m.group(1) is not None else None
-    total = int(m.group(2)) if m.group(2) != "*" else None
-    return start, total
-
-
-def _attempt(url: str, part: Path, rf: RemoteFile, opts: Options, manual_hint: str) -> None:
-    """One HTTP request: append to (206) or rewrite (200) ``part`` until the body ends."""
-    have = _size(part)
-    if rf.size is not None and have > rf.size:
-        part.unlink()
-        have = 0
-    headers = {"User-Agent": f"jasrbench/{__version__}", "Accept-Encoding": "identity"}
-    if have:
-        headers["Range"] = f"bytes={have}-"
-    request = urllib.request.Request(url, headers=headers)
-    try:
-        resp = urllib.request.urlopen(request, timeout=opts.timeout)
-    except urllib.error.HTTPError as exc:
-        if exc.code == 416 and have:
-            _, total = _content_range(exc.headers.get("Content-Range"))
-            if total == have:
-                return  # the part file already holds the whole file
-            part.unlink()
-            raise _Retry("server refused the resume range; restarting from the beginning") from None
-        if exc.code in _TRANSIENT_HTTP:
-            raise _Retry(f"HTTP {exc.code} {exc.reason}") from None
-        raise _UrlFailed(f"HTTP {exc.code} {exc.reason}") from None
-    except urllib.error.URLError as exc:
-        reason = exc.reason
-        if isinstance(reason, (socket.gaierror, ConnectionRefusedError)):
-            raise _UrlFailed(f"cannot connect ({reason})") from None
-        raise _Retry(f"connection failed ({reason})") from None
-    except (TimeoutError, ConnectionError, http.client.HTTPException) as exc:
-        raise _Retry(f"connection failed ({exc!r})") from None
-
-    with resp:
-        ctype = (resp.headers.get("Content-Type") or "").split(";")[0].strip().lower()
-        if ctype == "text/html" and not rf.name.lower().endswith((".html", ".htm")):
-            raise _UrlFailed(
-                f"answered with an HTML page instead of {rf.name} "
-                f"(a terms-of-use or registration form?); {manual_hint}"
-            )
-        if resp.status == 206:
-            start, total = _content_range(resp.headers.get("Content-Range"))
-            if start != have:
-                part.unlink(missing_ok=True)
-                raise _Retry(f"server sent bytes from {start}, expected {have}; restarting from the beginning")
-            mode = "ab"
-        elif resp.status in (200, None):  # None: a file:// URL (a local mirror)
-            if have:
-                log.info("%s: the server ignored the Range request; restarting %s from the beginning", url, rf.name)
-            have, mode = 0, "wb"
-            length = resp.headers.get("Content-Length")
-            total = int(length) if length and length.isdigit() else None
-        else:
-            raise _UrlFailed(f"unexpected HTTP status {resp.status}")
-        if rf.size is not None and total is not None and total != rf.size:
-            raise _UrlFailed(f"server announces {total} bytes, the catalogue expects {rf.size}")
-
-        try:
-            fh = open(part, mode)
-        except OSError as exc:
-            raise DataError(part, f"cannot write ({exc})") from exc
-        with fh, tqdm(
-            total=total, initial=have, unit="B", unit_scale=True, unit_divisor=1024,
-            desc=rf.name, disable=None if opts.progress is None else not opts.progress, leave=False,
-        ) as bar:
-            while True:
-                try:
-                    chunk = resp.read(_CHUNK)
-                except (TimeoutError, ConnectionError, http.client.HTTPException, OSError) as exc:
-                    raise _Retry(f"connection lost after {fh.tell()} bytes ({exc!r})") from None
-                if not chunk:
-                    break
-                try:
-                    fh.write(chunk)
-                except OSError as exc:
-                    raise DataError(part, f"cannot write ({exc})") from exc
-                bar.update(len(chunk))
-            got = fh.tell()
-    if total is not None and got < total:
-        raise _Retry(f"connection closed after {got} of {total} bytes")
-    if total is not None and got > total:
-        part.unlink()
-        raise _Retry(f"received {got} bytes, more than the announced {total}; restarting")
-
-
-def _download(url: str, part: Path, rf: RemoteFile, opts: Options, manual_hint: str) -> None:
-    """Fetch ``url`` into ``part``, resuming, with retries and backoff."""
-    failures = 0
-    while True:
-        before = _size(part)
-        try:
-            _attempt(url, part, rf, opts, manual_hint)
-            return
-        except _Retry as exc:
-            failures = 0 if _size(part) > before else failures + 1
-            if failures > opts.retries:
-                raise _UrlFailed(f"{exc} ({failures} failed attempts in a row)") from None
-            delay = min(30.0, opts.backoff * 2 ** max(0, failures - 1))
-            log.info("%s: %s; retrying in %.1f s", url, exc, delay)
-            time.sleep(delay)
-
-
-class ResumingDownloader:
-    """A pooch downloader that keeps the transfer in ``part`` so a rerun resumes it.
-
-    pooch hands a fresh temporary file to each download; this one fills
-    ``part`` (``Range`` requests, retries with backoff, ``file://`` mirrors)
-    and links it to that file when complete. pooch then checks the hash and
-    deletes its temporary file on a mismatch, so ``part`` still holds the bytes
-    to move aside for inspection. A URL that cannot deliver raises ``_UrlFailed``.
-    """
-
-    def __init__(self, part: Path, rf: RemoteFile, opts: Options, manual_hint: str):
-        self.part, self.rf, self.opts, self.manual_hint = part, rf, opts, manual_hint
-        self.complete = False
-
-    def __call__(self, url: str, output_file, pooch_obj=None, check_only: bool = False) -> None:
-        if check_only:
-            raise NotImplementedError("ResumingDownloader does not check availability")
-        _download(url, self.part, self.rf, self.opts, self.manual_hint)
-        self.complete = True
-        if hasattr(output_file, "write"):
-            with open(self.part, "rb") as src:
-                shutil.copyfileobj(src, output_file, _CHUNK)
-            return
-        out = Path(output_file)
-        out.unlink(missing_ok=True)
-        try:
-            os.link(self.part, out)
-        except OSError:  # a file system without hard links
-            shutil.copyfile(self.part, out)
 
 
 @contextlib.contextmanager
@@ -307,12 +140,13 @@ def _ensure_file(rf: RemoteFile, source: Source, dl: Path, opts: Options, echo: 
     hint = f"download it in a browser from {source.page}, save it as {final} and rerun this command"
     errors: list[str] = []
     for url in urls:
-        echo(f"{rf.name}: downloading {url}" + (f" (resuming at {_size(part)} bytes)" if part.exists() else ""))
-        downloader = ResumingDownloader(part, rf, opts, hint)
+        echo(f"{rf.name}: downloading {url}" + (f" (resuming at {part.stat().st_size} bytes)" if part.exists() else ""))
+        downloader = ResumingDownloader(part, rf, hint, timeout=opts.timeout, retries=opts.retries,
+                                        backoff=opts.backoff, progress=opts.progress)
         try:
             with _quiet_pooch():
                 pooch.retrieve(url, known_hash=rf.sha256, fname=rf.name, path=dl, downloader=downloader)
-        except _UrlFailed as exc:
+        except UrlFailed as exc:
             errors.append(f"{url}: {exc}")
             log.warning("%s: %s", url, exc)
             continue
@@ -325,7 +159,9 @@ def _ensure_file(rf: RemoteFile, source: Source, dl: Path, opts: Options, echo: 
             echo(f"{rf.name}: SHA-256 verified")
             return _Fetched(final, rf.sha256.lower(), True)
         return _check_hash(final, rf, url, echo)
-    kept = f"; the partial download is kept in {part} and a rerun resumes it" if _size(part) else ""
+    kept = ""
+    if part.exists() and part.stat().st_size:
+        kept = f"; the partial download is kept in {part} and a rerun resumes it"
     raise DownloadError(
         urls[0] if len(urls) == 1 else rf.name,
         "could not be downloaded: " + " | ".join(errors) + kept + f". Alternatively {hint}",

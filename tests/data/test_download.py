@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from jasrbench.data import catalogue, download
+from jasrbench.data import catalogue, download, downloader
 from jasrbench.data import fetch as fetcher
 from jasrbench.data.catalogue import RemoteFile, Source
 from jasrbench.data.fetch import DOWNLOADS_DIR, MARKER, Options
@@ -658,10 +658,12 @@ def test_resuming_downloader_resumes_under_pooch_retrieve(server, w300_files, tm
     half = len(data) // 2
     part = tmp_path / f"{rf.name}.part"
     part.write_bytes(data[:half])
-    downloader = fetcher.ResumingDownloader(part, rf, opts(), manual_hint="")
-    got = pooch.retrieve(rf.urls[0], known_hash=sha(data), fname=rf.name, path=tmp_path, downloader=downloader)
+    settings = dict(timeout=5.0, retries=2, backoff=0.01, progress=False)
+    resuming = downloader.ResumingDownloader(part, rf, **settings)
+    got = pooch.retrieve(rf.urls[0], known_hash=sha(data), fname=rf.name, path=tmp_path, downloader=resuming)
     assert Path(got).read_bytes() == data
-    assert [(r["range"], r["status"], r["sent"]) for r in server.requests] == [(f"bytes={half}-", 206, len(data) - half)]
+    assert [(r["range"], r["status"], r["sent"]) for r in server.requests] == [
+        (f"bytes={half}-", 206, len(data) - half)]
     # pooch's own temporary file is gone; `part` is the verified file's other name until fetch removes it
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([rf.name, part.name])
 
@@ -670,7 +672,7 @@ def test_resuming_downloader_resumes_under_pooch_retrieve(server, w300_files, tm
     other = tmp_path / "again"
     with pytest.raises(ValueError, match=f"expected {sha(data)}"):
         pooch.retrieve(rf.urls[0], known_hash=sha(data), fname=rf.name, path=other,
-                       downloader=fetcher.ResumingDownloader(part, rf, opts(), manual_hint=""))
+                       downloader=downloader.ResumingDownloader(part, rf, **settings))
     assert part.read_bytes() == server.files[rf.name] and [p.name for p in other.iterdir()] == []
 
 
