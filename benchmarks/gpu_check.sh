@@ -126,16 +126,16 @@ faces = len(load_split(work / "prepared" / "300w" / "train.npz")) - t["val_faces
 per_epoch = faces * t["copies_per_epoch"]
 epochs = max(1, int(seconds * 0.9 * (rate or 1.0) // per_epoch)) if dev == "cuda" else 1
 if dev != "cuda":  # dry run: a handful of steps
-    t.update(max_faces=16, val_faces=8, copies_per_epoch=1, eval_batch_size=8)
+    t.update(max_faces=16, val_faces=8, copies_per_epoch=1)
     params["models"]["jasrnet"] = {**params["models"]["jasrnet"], "overrides": {"n_feats": 8, "n_shared_blocks": 1}}
-t.update(epochs=epochs, milestones=[max(1, epochs // 2), max(1, 3 * epochs // 4)], device=dev, checkpoint_every=0)
-params["evaluate"].update(device=dev, max_faces=None if dev == "cuda" else 16, bootstrap_resamples=1000)
+t.update(epochs=epochs, milestones=[max(1, epochs // 2), max(1, 3 * epochs // 4)])  # device: --device below
+params["evaluate"].update(max_faces=None if dev == "cuda" else 16, bootstrap_resamples=1000)
 config.write_params(params, work)
 (out / "train_plan.json").write_text(json.dumps({"seconds": seconds, "measured_img_per_s": rate, "epochs": epochs,
                                                  "images_per_epoch": per_epoch}, indent=2))
 EOF
 cp -r pipelines "$WORK/" 2>/dev/null || true
-timeout "$((LEFT + 90))" "$PY" -m jasrbench.cli train jasrnet --dataset 300w --params "$WORK/params.yaml" \
+JASRBENCH_CHECKPOINT_EVERY=0 timeout "$((LEFT + 90))" "$PY" -m jasrbench.cli train jasrnet --dataset 300w --params "$WORK/params.yaml" \
   --out "$WORK/ckpt" --results "$OUT/train" --device "$DEV" 2>&1 | tail -n 20 >> "$OUT/gpu_check.log" \
   || log "training FAILED or timed out"
 if [ -f "$WORK/ckpt/model.pt" ]; then

@@ -101,6 +101,7 @@ def validate(params: dict[str, Any], where: str = PARAMS_FILE) -> None:
         if protocol not in PROTOCOLS:
             raise ConfigError(f"{where}: data.protocol: unknown protocol {protocol!r}; choose one of {sorted(PROTOCOLS)}")
     check_train(params["train"], f"{where}: train")
+    reject_runtime_settings(params["evaluate"] or {}, "evaluate", f"{where}: evaluate")
     for model, entry in params["models"].items():
         base = (entry or {}).get("arch", model)
         if base not in names:
@@ -177,17 +178,38 @@ def _at_least(value: Any, key: str, low: float, *, integer: bool = False, strict
         raise ConfigError(f"{key} must be {'>' if strict else '>='} {low:g}, got {value!r}")
 
 
+# Runtime settings (jasrbench/settings.py: speed, not results) that older profiles kept as params, and the
+# environment variable each now comes from. Written out here: every stage loads params, and importing
+# settings.py would make it a code dependency of all of them.
+RUNTIME_SETTINGS = {
+    "train.device": "JASRBENCH_DEVICE", "train.compile": "JASRBENCH_COMPILE",
+    "train.checkpoint_every": "JASRBENCH_CHECKPOINT_EVERY", "train.eval_batch_size": "JASRBENCH_EVAL_BATCH_SIZE",
+    "evaluate.device": "JASRBENCH_DEVICE", "evaluate.batch_size": "JASRBENCH_EVAL_BATCH_SIZE",
+}
+
+
+def reject_runtime_settings(section: dict[str, Any], kind: str, key: str) -> None:
+    """A ConfigError naming ``key.FIELD`` and its variable when a profile's ``kind`` section
+    (``train``/``evaluate``) still sets a runtime setting."""
+    for field in sorted(section or {}):
+        var = RUNTIME_SETTINGS.get(f"{kind}.{field}")
+        if var is not None:
+            raise ConfigError(f"{key}.{field}: a runtime setting, not an experiment param (it changes speed, "
+                              f"not results): remove it and set {var} (see jasrbench/settings.py)")
+
+
 def check_train(train: dict[str, Any], key: str, only: dict[str, Any] | None = None) -> None:
     """One-line ConfigError naming ``key.FIELD`` for an unknown or out-of-range training setting.
 
     ``only``: check just these fields (a model's ``train`` overrides, merged over the profile's).
     """
+    reject_runtime_settings(only if only is not None else train, "train", key)
     known = _dataclass_keys("train", "TrainConfig")
     for name in sorted(set(only if only is not None else train) - known):
         raise ConfigError(f"{key}.{name}: unknown key; known: {', '.join(sorted(known))}")
     fields = set(only if only is not None else train)
     rules = {"epochs": (1, True, False), "batch_size": (1, True, False), "val_faces": (1, True, False),
-             "eval_batch_size": (1, True, False), "checkpoint_every": (0, True, False), "lr": (0, False, True),
+             "lr": (0, False, True),
              "weight_decay": (0, False, False), "gamma": (0, False, True), "copies_per_epoch": (0, False, True),
              "adversarial_weight": (0, False, False), "perceptual_weight": (0, False, False),
              "discriminator_width": (1, True, False), "check_every": (1, True, False)}
@@ -210,8 +232,6 @@ def check_train(train: dict[str, Any], key: str, only: dict[str, Any] | None = N
     # The fast path's switches (issue 12; jasrbench/runtime.py, jasrbench/step.py).
     if "precision" in fields and train["precision"] not in ("auto", "fp32", "bf16"):
         raise ConfigError(f"{key}.precision must be one of auto, fp32, bf16, got {train['precision']!r}")
-    if "compile" in fields and train["compile"] not in (True, False, "auto"):
-        raise ConfigError(f"{key}.compile must be true, false or auto, got {train['compile']!r}")
     if "augment" in fields:
         augment = train["augment"] or {}
         if not isinstance(augment, dict):

@@ -39,7 +39,7 @@ import pandas as pd
 import torch
 
 from . import config as cfgmod
-from . import runtime, tracking
+from . import runtime, settings, tracking
 from .data import crop, degrade, protocols
 from .data.split import PreparedSplit, load_split
 from .errors import ConfigError, DataError
@@ -187,7 +187,8 @@ def evaluate(
     seed = int(params["seed"])
     prepared = Path(prepared or params["data"]["prepared"])
     out_dir = Path(out_dir)
-    dev = resolve_device(device or ev.get("device", "auto"))
+    rt = settings.load(device=device)  # runtime settings (device, batch): never in the params
+    dev = resolve_device(rt.device)
     # fp32 unless the profile asks otherwise: one checkpoint's metrics must not depend on the device.
     precision = runtime.resolve_precision(ev.get("precision", "fp32"), dev)
     dataset = split_name.partition("/")[0]
@@ -219,7 +220,7 @@ def evaluate(
     protocols.require_same(full.protocol, str(split_path), model.protocol, what)
     split = select_faces(full, ev.get("max_faces"), seed, ev.get("pairs_per_fold"))
     lr, hr = degrade.to_tensor(split.lr_at(model.scale)), degrade.to_tensor(split.hr)
-    sr, pred = predict(model, lr, dev, int(ev.get("batch_size", 32)), precision)
+    sr, pred = predict(model, lr, dev, rt.eval_batch_size, precision)
     per_image: dict[str, np.ndarray] = {}
     extra: dict[str, Any] = {}
     boxes = torch.from_numpy(split.boxes)
@@ -268,7 +269,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     src.add_argument("--profile", help="read pipelines/PROFILE.yaml (default: the active params.yaml)")
     src.add_argument("--params", default=None, help="a params file (default: params.yaml)")
     parser.add_argument("--prepared", help="prepared-data root (default: the profile's data.prepared)")
-    parser.add_argument("--device", help="cpu, cuda, or auto (default: the profile's evaluate.device)")
+    parser.add_argument("--device", help="cpu, cuda, cuda:N or auto (default: $JASRBENCH_DEVICE, else auto)")
     parser.add_argument("--hr-reference", action="store_true", help="also verify HR faces (LFW-layout splits)")
     parser.add_argument("--label", help="model name in outputs (default: the checkpoint's)")
     parser.add_argument("--protocol", choices=sorted(protocols.PROTOCOLS),

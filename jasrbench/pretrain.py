@@ -45,6 +45,7 @@ from .data.split import load_split
 from .errors import ConfigError, DataError
 from .io import atomic_path, atomic_write_json
 from .models import FaceModel, ModelOutput, build
+from . import settings as runtime_settings
 from .pretrained import PRETRAINED_FORMAT, PRETRAINED_VERSION, settings
 
 log = logging.getLogger(__name__)
@@ -86,7 +87,8 @@ def pretrain(model_name: str, dataset: str, params: dict[str, Any], out_dir: str
     entry = cfgmod.model_entry(params, model_name)
     cfg = TrainConfig.from_dict({**params["train"], **(params["models"][model_name] or {}).get("train", {})})
     seed = int(params["seed"])
-    dev = resolve_device(device or cfg.device)
+    rt = runtime_settings.load(device=device)
+    dev = resolve_device(rt.device)
     out_dir, results_dir = Path(out_dir), Path(results_dir or out_dir)
     split_path = Path(prepared or params["data"]["prepared"]) / dataset / "train.npz"
     data = load_split(split_path)
@@ -122,7 +124,7 @@ def pretrain(model_name: str, dataset: str, params: dict[str, Any], out_dir: str
             loss.backward()
             optimizer.step()
             total += loss.item()
-        nme = hr_nme(model, network, val, dev)
+        nme = hr_nme(model, network, val, dev, rt.eval_batch_size)
         history.append({"epoch": epoch + 1, "loss_heatmap": total / steps, "val_nme_hr": nme,
                         "img_per_s": steps * cfg.batch_size / max(time.perf_counter() - t0, 1e-9)})
         log.info("pretrain %s.%s epoch %d: loss %.4g, HR val NME %.2f", model_name, part, epoch + 1,
@@ -156,7 +158,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="folder of the pretrained weights (<part>.pt)")
     parser.add_argument("--results", help="folder for history.csv and pretrain.json (default: --out)")
     parser.add_argument("--prepared", help="prepared-data root (default: the profile's data.prepared)")
-    parser.add_argument("--device", help="cpu, cuda or auto (default: the profile's train.device)")
+    parser.add_argument("--device", help="cpu, cuda, cuda:N or auto (default: $JASRBENCH_DEVICE, else auto)")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -14,9 +14,11 @@ resume needs), and the first non-finite loss is recorded there and acted on at
 the next check — every ``check_every`` steps, every few seconds (when the
 progress bar updates), before every checkpoint and at validation. Precision
 (``train.precision``: ``auto`` = bf16 on CUDA and on CPUs with native bf16,
-else fp32; :mod:`jasrbench.runtime`), ``train.compile`` (``auto`` = on for
-CUDA) and fused Adam come from :mod:`jasrbench.step`; validation and
-``evaluate`` predict in fp32.
+else fp32; :mod:`jasrbench.runtime`), torch.compile (``JASRBENCH_COMPILE``,
+``auto`` = on for CUDA) and fused Adam come from :mod:`jasrbench.step`; validation and
+``evaluate`` predict in fp32. Device, compile, checkpoint frequency and the
+validation batch are runtime settings (:mod:`jasrbench.settings`), outside the params
+and the run's fingerprint.
 
 Optimizer and schedule as the paper (``paper`` profile): Adam (lr 5e-5,
 β 0.9/0.999, weight decay 5e-4), ×0.5 at epochs 20 and 30, 40 epochs, batch 8.
@@ -27,7 +29,7 @@ generator seeded by (seed, epoch, step), and the model is initialized from the
 seed, so a run resumed from its last checkpoint (``last.pt``: model,
 optimizer, scheduler, RNG states, position) ends exactly where an
 uninterrupted run ends (on the CPU). Checkpoints are written atomically at
-every epoch (and every ``checkpoint_every`` steps if set). A NaN/inf loss
+every epoch (and every ``JASRBENCH_CHECKPOINT_EVERY`` steps if not 0). A NaN/inf loss
 stops the run at the next check with a message naming the first bad step and
 the steps checked; a checkpoint is written only after a passed check, so the
 last good one is kept.
@@ -59,7 +61,7 @@ import torch
 from tqdm import tqdm
 
 from . import config as cfgmod
-from . import deps, runtime, tracking
+from . import deps, runtime, settings, tracking
 from . import step as stepmod
 from . import pretrained as pretrain_mod
 from .batcher import Batcher, generator
@@ -95,14 +97,10 @@ class TrainConfig:
     val_faces: int
     augment: AugmentConfig
     select: str  # "auto" | "psnr" | "nme"
-    checkpoint_every: int
-    eval_batch_size: int
-    device: str
-    # The fast path (issue 12): autocast precision (auto|fp32|bf16, jasrbench.runtime), torch.compile of
-    # forward + loss (true|false|auto: CUDA only, jasrbench.step), and how many steps may pass between two
-    # host reads of the device-side loss sums (the finiteness check; also at checkpoints and validation).
+    # The fast path (issue 12): autocast precision (auto|fp32|bf16, jasrbench.runtime) and how many steps
+    # may pass between two host reads of the device-side loss sums (the finiteness check; also at
+    # checkpoints and validation). Device, compile, checkpoint_every, eval_batch_size: jasrbench.settings.
     precision: str = "auto"
-    compile: bool | str = "auto"
     check_every: int = 100
     # Optional GAN/perceptual terms (jasrbench.models.adversarial); 0 = off, as in the paper.
     adversarial_weight: float = 0.0
@@ -120,9 +118,6 @@ class TrainConfig:
         d["augment"] = AugmentConfig.from_dict(d.get("augment"))
         d["betas"] = tuple(d.get("betas", (0.9, 0.999)))
         d.setdefault("select", "auto")
-        d.setdefault("checkpoint_every", 0)
-        d.setdefault("eval_batch_size", 32)
-        d.setdefault("device", "auto")
         d.setdefault("max_faces", None)
         try:
             # YAML 1.1 reads "1e-3" (no dot) as a string: coerce the numbers explicitly.
@@ -134,11 +129,9 @@ class TrainConfig:
                 raise ValueError(f"check_every must be ≥ 1, got {d['check_every']}")
             if d.get("precision", "auto") not in runtime.PRECISIONS:
                 raise ValueError(f"precision must be one of {', '.join(runtime.PRECISIONS)}, got {d['precision']!r}")
-            if d.get("compile", "auto") not in (True, False, "auto"):
-                raise ValueError(f"compile must be true, false or auto, got {d['compile']!r}")
             for key in ("lr", "weight_decay", "gamma", "copies_per_epoch"):
                 d[key] = float(d[key])
-            for key in ("epochs", "batch_size", "val_faces", "checkpoint_every", "eval_batch_size"):
+            for key in ("epochs", "batch_size", "val_faces"):
                 d[key] = int(d[key])
             d["milestones"] = [int(m) for m in d["milestones"]]
             d["betas"] = tuple(float(b) for b in d["betas"])
@@ -500,7 +493,8 @@ def train(
     train_dict = {**params["train"], **(params["models"][model_name] or {}).get("train", {})}
     cfg = TrainConfig.from_dict(train_dict)
     seed = int(params["seed"])
-    dev = resolve_device(device or cfg.device)
+    rt = settings.load(device=device)  # runtime settings: not in the fingerprint below
+    dev = resolve_device(rt.device)
     precision = runtime.resolve_precision(cfg.precision, dev)
     runtime.configure_backends(dev)
     out_dir, results_dir = Path(out_dir), Path(results_dir or out_dir)
@@ -572,7 +566,7 @@ def train(
     batcher = Batcher(data, train_idx, cfg.augment, mirror_t, dev, seed=seed, batch_size=cfg.batch_size,
                       copies_per_epoch=cfg.copies_per_epoch, scale=model.scale)
     # The extra terms need the SR output: they run eagerly. Everything else goes through step.loss_function.
-    compiled = stepmod.resolve_compile(cfg.compile, dev) and not extra.active and not closed_form
+    compiled = stepmod.resolve_compile(rt.compile, dev) and not extra.active and not closed_form
     loss_fn = (stepmod.loss_function(model, dev, precision, compiled) if not extra.active
                else lambda batch: forward_loss(model, batch, dev, extra, precision))
     hardware = runtime.describe(dev, precision, compiled)
@@ -634,7 +628,7 @@ def train(
                 ran += 1
                 steps_done_here += 1
                 stop = stop_after_steps is not None and steps_done_here >= stop_after_steps
-                checkpoint = (cfg.checkpoint_every and ts.step % cfg.checkpoint_every == 0
+                checkpoint = (rt.checkpoint_every and ts.step % rt.checkpoint_every == 0
                               and ts.step < steps_per_epoch)
                 # Host reads only here: before any checkpoint, every check_every steps, or every few seconds.
                 if stop or checkpoint or ts.step - ts.checked >= cfg.check_every or time.perf_counter() - shown > 5:
@@ -652,7 +646,7 @@ def train(
             scheduler.step()
             extra.epoch_done()
             elapsed = time.perf_counter() - t0
-            metrics = validation_metrics(model, val, dev, cfg.eval_batch_size)
+            metrics = validation_metrics(model, val, dev, rt.eval_batch_size)
             row = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"],
                    **{f"loss_{k}": v for k, v in means.items()},
                    "img_per_s": ran * cfg.batch_size / elapsed if elapsed > 0 else float("nan"), **metrics}
@@ -722,7 +716,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resume", dest="resume", action="store_true", default=True,
                         help="continue an unfinished run from OUT/last.pt when config, data and code match (default)")
     parser.add_argument("--no-resume", dest="resume", action="store_false", help="start afresh")
-    parser.add_argument("--device", help="cpu, cuda, cuda:1, or auto (default: the profile's train.device)")
+    parser.add_argument("--device", help="cpu, cuda, cuda:1, or auto (default: $JASRBENCH_DEVICE, else auto)")
     parser.add_argument("--stop-after-steps", type=int, help=argparse.SUPPRESS)
 
 

@@ -17,6 +17,10 @@ import pytest
 
 from jasrbench.paths import TEST_DATA_ENV, test_data_root
 
+# The tests train and evaluate on the CPU even where a GPU is present (a runtime setting, jasrbench/settings.py;
+# subprocesses inherit it). Tests of the CUDA path ask for their device explicitly.
+os.environ.setdefault("JASRBENCH_DEVICE", "cpu")
+
 
 def _require() -> bool:
     return bool(os.environ.get("CI") or os.environ.get("JASRBENCH_REQUIRE_TEST_DATA"))

@@ -24,7 +24,7 @@ def params(prepared_300w, monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)  # models/<profile>/pretrain/... is repository-relative
     p = copy.deepcopy(config.load_profile("smoke", REPO_ROOT))
     p["data"]["prepared"] = str(prepared_300w.out.parent)
-    p["train"].update({"epochs": 1, "batch_size": 4, "max_faces": 24, "val_faces": 8, "eval_batch_size": 8})
+    p["train"].update({"epochs": 1, "batch_size": 4, "max_faces": 24, "val_faces": 8})
     p["models"]["superfan"]["overrides"] = dict(SMALL["superfan"])
     p["models"]["superfan"]["pretrain"] = {"epochs": 2, "lr": 1e-3}
     return p

@@ -16,7 +16,7 @@ def tiny_params(prepared_root: Path, **train) -> dict:
     """The smoke profile, trimmed to seconds: 24 training faces, 8 validation faces, batch 4."""
     params = copy.deepcopy(config.load_profile("smoke", REPO_ROOT))
     params["data"]["prepared"] = str(prepared_root)
-    params["train"].update({"epochs": 2, "batch_size": 4, "max_faces": 24, "val_faces": 8, "eval_batch_size": 8})
+    params["train"].update({"epochs": 2, "batch_size": 4, "max_faces": 24, "val_faces": 8})
     params["train"].update(train)
     params["evaluate"].update({"max_faces": 24, "bootstrap_resamples": 200})
     return params

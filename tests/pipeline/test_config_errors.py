@@ -37,6 +37,12 @@ BAD_TRAIN = [  # (dotted key, value, the message after "jasrbench train: error: 
     ("train.lr", -1.0e-4, "train.lr must be > 0, got -0.0001"),
     ("models.jasrnet.train", {"lr": -1}, "models.jasrnet.train.lr must be > 0, got -1"),
     ("models.jasrnet.arch", "jasrnet_xl", "models.jasrnet: unknown model 'jasrnet_xl'; registered: "),
+    # Runtime settings (jasrbench/settings.py) are not params: a profile that still sets one is told where they went.
+    ("train.device", "cuda:1", "train.device: a runtime setting, not an experiment param (it changes speed, not "
+                               "results): remove it and set JASRBENCH_DEVICE (see jasrbench/settings.py)"),
+    ("models.jasrnet.train", {"checkpoint_every": 5}, "models.jasrnet.train.checkpoint_every: a runtime setting"),
+    ("evaluate.batch_size", 64, "evaluate.batch_size: a runtime setting, not an experiment param (it changes speed, "
+                                "not results): remove it and set JASRBENCH_EVAL_BATCH_SIZE (see jasrbench/settings.py)"),
 ]
 
 
@@ -99,3 +105,20 @@ def test_accepted_train_keys_are_the_dataclass_fields():
 
     assert config._dataclass_keys("train", "TrainConfig") == set(TrainConfig.__dataclass_fields__)
     assert config._dataclass_keys("data.augment", "AugmentConfig") == set(AugmentConfig.__dataclass_fields__)
+
+
+BAD_RUNTIME = [  # (variable, value, the message after "jasrbench train: error: ")
+    ("JASRBENCH_DEVICE", "gpu1", "JASRBENCH_DEVICE: 'gpu1' is not a device; use auto, cpu, cuda or cuda:N"),
+    ("JASRBENCH_COMPILE", "maybe", "JASRBENCH_COMPILE must be true, false or auto, got 'maybe'"),
+    ("JASRBENCH_CHECKPOINT_EVERY", "-1", "JASRBENCH_CHECKPOINT_EVERY must be an integer >= 0, got '-1'"),
+    ("JASRBENCH_EVAL_BATCH_SIZE", "0", "JASRBENCH_EVAL_BATCH_SIZE must be an integer >= 1, got '0'"),
+]
+
+
+@pytest.mark.parametrize(("var", "value", "message"), BAD_RUNTIME, ids=[c[0] for c in BAD_RUNTIME])
+def test_bad_runtime_settings_are_one_line_errors_naming_the_variable(tmp_path, capsys, monkeypatch, var, value,
+                                                                      message):
+    params_file = write_params(tmp_path, tiny_params(tmp_path / "prepared"))  # never read: the error comes first
+    monkeypatch.setenv(var, value)
+    assert _train(capsys, params_file, tmp_path / "out") == f"jasrbench train: error: {message}"
+    assert not (tmp_path / "out").exists()

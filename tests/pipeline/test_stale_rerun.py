@@ -67,7 +67,7 @@ def test_code_change_retrains_and_forced_rerun_reproduces(prepared_root, tmp_pat
     assert src.count(DEFAULT) == 1
     (repo / "datasets" / "prepared" / "300w").mkdir(parents=True)
     (repo / "datasets" / "prepared" / "300w" / "train.npz").symlink_to(prepared_root / "300w" / "train.npz")
-    params = tiny_params(prepared_root, epochs=1, max_faces=8, val_faces=4, eval_batch_size=4, milestones=[1])
+    params = tiny_params(prepared_root, epochs=1, max_faces=8, val_faces=4, milestones=[1])
     params["data"]["prepared"] = "datasets/prepared"
     config.write_params(params, repo)
     env = {**os.environ, "PYTHONPATH": str(repo), "JASRBENCH_MLFLOW": "0",

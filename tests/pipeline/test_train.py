@@ -74,9 +74,9 @@ def _cli(params_file, out, results, *extra):
 
 
 def test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run(prepared_root, tmp_path):
-    params = tiny_params(prepared_root, epochs=3, checkpoint_every=1)
+    params = tiny_params(prepared_root, epochs=3)
     params_file = write_params(tmp_path, params)
-    env = cli_env()
+    env = {**cli_env(), "JASRBENCH_CHECKPOINT_EVERY": "1"}  # a runtime setting: the same run, resumable mid-epoch
     full = subprocess.run(_cli(params_file, tmp_path / "full", tmp_path / "full_res"), env=env, cwd=tmp_path,
                           capture_output=True, text=True, timeout=600)
     assert full.returncode == 0, full.stderr[-2000:]
@@ -118,7 +118,7 @@ def test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run(prepared_roo
 def test_unfinished_run_of_another_configuration_is_not_resumed(prepared_root, tmp_path, caplog):
     """An interrupted run's last.pt resumes only its own fingerprint; a finished run leaves no last.pt."""
     out = tmp_path / "ckpt"
-    small = {"epochs": 1, "max_faces": 8, "val_faces": 4, "eval_batch_size": 4}
+    small = {"epochs": 1, "max_faces": 8, "val_faces": 4}
     assert train("jasrnet_bl_sr", "300w", tiny_params(prepared_root, **small), out, stop_after_steps=1) == {
         "stopped_early": True}
     assert (out / "last.pt").is_file()

@@ -187,9 +187,8 @@ def tree_params(w300_root: Path, lfw_root: Path, prepared: Path) -> dict:
     params["data"]["prepared"] = str(prepared)
     params["data"]["datasets"]["300w"]["raw"] = str(w300_root)
     params["data"]["datasets"]["lfw"]["raw"] = str(lfw_root)
-    params["train"].update({"epochs": 2, "batch_size": 4, "max_faces": 8, "val_faces": 4, "eval_batch_size": 8,
-                            "device": "cpu"})
-    params["evaluate"].update({"max_faces": 16, "bootstrap_resamples": 200, "pairs_per_fold": None, "device": "cpu"})
+    params["train"].update({"epochs": 2, "batch_size": 4, "max_faces": 8, "val_faces": 4})
+    params["evaluate"].update({"max_faces": 16, "bootstrap_resamples": 200, "pairs_per_fold": None})
     keep = {"bicubic": ["300w/common", "300w/challenge", "lfw/test"], "jasrnet": ["300w/common", "lfw/test"],
             "jasrnet_bl_sr": ["300w/common"], "jasrnet_bl_align": ["300w/common"]}
     params["models"] = {m: {**params["models"][m], "train_on": {"300w": splits}} for m, splits in keep.items()}
