@@ -7,7 +7,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from jasrbench.report import paper, tables
+from jasrbench.report import paper, render
 
 
 def latex_rows(tex: str) -> dict[str, list[str]]:
@@ -46,7 +46,7 @@ def structure_problems(tex: str, spec: paper.PaperTable | None) -> list[str]:
         if len(cells) + 1 != n_cols:
             problems.append(f"row {label}: {len(cells) + 1} cells for {n_cols} columns")
     if spec is not None:
-        missing = [r.label for r in spec.rows if tables._escape_latex(r.label) not in latex_rows(tex)]
+        missing = [r.label for r in spec.rows if render._escape_latex(r.label) not in latex_rows(tex)]
         if missing:
             problems.append(f"rows missing: {missing}")
     return problems

@@ -10,7 +10,8 @@ checkpoints under ``models/<profile>/`` (the comparison figure super-resolves
 a few fixed test faces with every SR model) and, when present,
 ``results/model_costs.csv`` (``benchmarks/bench_model_costs.py``); it writes
 
-- ``tables/table{1..5}.{tex,csv,md}`` and ``tables/costs.*`` (:mod:`.tables`),
+- ``tables/table{1..5}.{tex,csv,md}`` and ``tables/costs.*`` (:mod:`.results` → :mod:`.tables` →
+  :mod:`.render`),
 - ``figures/{comparison,ced,ced_ablations,training_curves,training_curves_ablations}.{png,pdf}``
   (:mod:`.figures`),
 - ``README.md`` (:mod:`.readme`).
@@ -33,7 +34,8 @@ import pandas as pd
 from .. import config as cfgmod
 from ..errors import ConfigError
 from ..io import read_json
-from . import figures, paper, tables
+from . import figures, paper, render, tables
+from .results import Results
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +46,7 @@ GRID_FACES = 4
 
 @dataclass
 class Report:
-    results: tables.Results
+    results: Results
     out: Path
     tables: list[tables.Table] = field(default_factory=list)
     figures: dict[str, str] = field(default_factory=dict)  # stem → caption
@@ -73,7 +75,7 @@ def _label(model: str) -> str:
     return "CPM+SBR" if model == "cpm" else label
 
 
-def main_split(results: tables.Results) -> str:
+def main_split(results: Results) -> str:
     """The 300W test split of Table 1 (full when available, else common)."""
     spec = paper.TABLES[0]
     models = [m for r in spec.rows for m in r.models]
@@ -162,7 +164,7 @@ def _face_label(name: str) -> str:
 
 
 # --- CED and training curves ----------------------------------------------------------------------------
-def _ced_curve(results: tables.Results, model: str, split: str, dashed: bool = False) -> figures.Curve | None:
+def _ced_curve(results: Results, model: str, split: str, dashed: bool = False) -> figures.Curve | None:
     folder = results.eval_dir(model, split)
     if folder is None or not (folder / "ced.csv").is_file():
         return None
@@ -247,7 +249,7 @@ def build_report(results_dir: str | Path, out: str | Path, *, models_dir: str | 
     from . import readme
 
     start = time.perf_counter()
-    results = tables.Results(results_dir)
+    results = Results(results_dir)
     out = Path(out)
     report = Report(results, out)
     cost_frame = tables.load_costs(costs) if costs else None
@@ -255,7 +257,7 @@ def build_report(results_dir: str | Path, out: str | Path, *, models_dir: str | 
     table_dir = out / "tables"
     written = set()
     for table in report.tables:
-        written |= {p.name for p in tables.write_table(table, table_dir).values()}
+        written |= {p.name for p in render.write_table(table, table_dir).values()}
     for stale in (table_dir / f"{n}.{e}" for n in TABLE_FILES for e in ("tex", "csv", "md")):
         if stale.name not in written and stale.exists():
             stale.unlink()  # e.g. costs.* after model_costs.csv went away
@@ -297,7 +299,7 @@ def run(args: argparse.Namespace) -> int:
     if args.results is None and params is None:
         raise ConfigError("give --results (no params.yaml here to take the profile from)")
     results_dir = Path(args.results or f"results/{params['profile']}")
-    if params is not None and params.get("profile") != tables.Results(results_dir).profile:
+    if params is not None and params.get("profile") != Results(results_dir).profile:
         params = None  # another profile's settings would mislabel the README
     if args.faces < 1:
         raise ConfigError("--faces must be at least 1")

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any
 from ..io import atomic_write_text
 from ..tracking import git_commit
 from . import tables
+from .render import to_markdown
+from .results import HEALTH_LABEL, HEALTH_REFERENCES, health_report
 
 if TYPE_CHECKING:
     from .build import Report
@@ -58,17 +60,17 @@ def _health_section(report: Report) -> list[str]:
     lines = ["## Training health", "",
              "A super-resolution model whose PSNR is below bicubic's, or a landmark model whose NME is not below "
              "the no-learning floor (`mean_shape`: the mean training shape in the crop, whatever the face), "
-             f"**{tables.HEALTH_LABEL}**; the tables footnote such values instead of ranking them.", ""]
-    missing = [ref for metric, (ref, _) in tables.HEALTH_REFERENCES.items() if not results.has_model(ref)]
+             f"**{HEALTH_LABEL}**; the tables footnote such values instead of ranking them.", ""]
+    missing = [ref for metric, (ref, _) in HEALTH_REFERENCES.items() if not results.has_model(ref)]
     if missing:
         lines += [f"Not checkable here for {', '.join(f'`{m}`' for m in missing)} absent from this profile's "
                   "results.", ""]
-    flagged = tables.health_report(results)
+    flagged = health_report(results)
     if flagged:
         lines += ["| model | split | metric | value | no-learning reference |", "|---|---|---|---|---|"]
         for f in flagged:
             lines.append(f"| `{f['model']}` | `{f['split']}` | {f['metric'].upper()} | {f['value']:.2f} | "
-                         f"{f['reference']:.2f} (`{f['reference_model']}`): {tables.HEALTH_LABEL} |")
+                         f"{f['reference']:.2f} (`{f['reference_model']}`): {HEALTH_LABEL} |")
         lines.append("")
     else:
         lines += ["Every checked value beats its no-learning reference.", ""]
@@ -106,7 +108,7 @@ def render(report: Report, params: dict[str, Any] | None = None, commit: str | N
               "then `\\input{}`), CSV (one row per cell, with the exact intervals and paired tests) and Markdown.",
               ""]
     for table in report.tables:
-        lines += [tables.to_markdown(table), f"Files: [`tables/{table.name}.tex`](tables/{table.name}.tex), "
+        lines += [to_markdown(table), f"Files: [`tables/{table.name}.tex`](tables/{table.name}.tex), "
                   f"[`.csv`](tables/{table.name}.csv), [`.md`](tables/{table.name}.md)", ""]
     lines += ["## Figures", ""]
     for stem, caption in report.figures.items():

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 
-from jasrbench.report import paper, readme, tables
+from jasrbench.report import paper, readme, render, tables
+from jasrbench.report.results import HEALTH_LABEL, training_health
 from jasrbench.report.build import Report
 
 COMMON = "300w/common"
@@ -35,9 +36,9 @@ MODELS = {
 
 def test_flags_psnr_below_bicubic_and_nme_not_below_the_floor(tmp_path):
     results = _results(tmp_path, MODELS)
-    flags = tables.training_health(results)
+    flags = training_health(results)
     assert set(flags) == {("superfan", COMMON, "psnr"), ("superfan", COMMON, "nme"), ("fsrnet", COMMON, "nme")}
-    assert all(why.startswith(tables.HEALTH_LABEL) for why in flags.values())
+    assert all(why.startswith(HEALTH_LABEL) for why in flags.values())
     assert "bicubic's (21.00 dB)" in flags[("superfan", COMMON, "psnr")]
     assert "floor (20.00)" in flags[("fsrnet", COMMON, "nme")]
 
@@ -49,11 +50,11 @@ def test_flagged_cells_carry_a_footnote_and_are_never_best(tmp_path):
     assert sf.flag and not sf.best
     # FSRNet has the highest PSNR and learned SR: bold; its NME at the floor is flagged in Table 2.
     assert t1.cell("FSRNet", "300w_psnr").best and not t1.cell("FSRNet", "300w_psnr").flag
-    md = tables.to_markdown(t1)
+    md = render.to_markdown(t1)
     letter = t1.marks()[sf.flag]
     assert f"14.00 ± 0.10<sup>{letter}</sup>" in md
     assert f"<sup>{letter}</sup> {sf.flag}" in md
-    assert sf.flag.replace("_", r"\_") in tables.to_latex(t1)
+    assert sf.flag.replace("_", r"\_") in render.to_latex(t1)
 
     t2 = tables.build_paper_table(results, paper.TABLES[1])
     assert "Mean shape (no learning)" in t2.rows  # the floor is a row of Table 2 when it was evaluated
@@ -63,8 +64,8 @@ def test_flagged_cells_carry_a_footnote_and_are_never_best(tmp_path):
     assert t2.cell("FSRNet", "common").flag and t2.cell("SuperFAN", "common").flag
     assert not t2.cell("JASRNet", "common").flag and t2.cell("JASRNet", "common").best
     assert not t2.cell("CPM+SBR (bicubic)", "common").flag
-    records = tables.to_records(t2).set_index(["row", "key"])
-    assert records.loc[("FSRNet", "common"), "flag"].startswith(tables.HEALTH_LABEL)
+    records = render.to_records(t2).set_index(["row", "key"])
+    assert records.loc[("FSRNet", "common"), "flag"].startswith(HEALTH_LABEL)
 
 
 def test_readme_lists_the_models_that_did_not_learn(tmp_path):
@@ -79,7 +80,7 @@ def test_readme_lists_the_models_that_did_not_learn(tmp_path):
 
 def test_without_the_floor_nme_is_not_checked_and_the_readme_says_so(tmp_path):
     results = _results(tmp_path, {k: v for k, v in MODELS.items() if k != "mean_shape"})
-    assert set(tables.training_health(results)) == {("superfan", COMMON, "psnr")}
+    assert set(training_health(results)) == {("superfan", COMMON, "psnr")}
     t2 = tables.build_paper_table(results, paper.TABLES[1])
     assert "Mean shape (no learning)" not in t2.rows
     report = Report(results, tmp_path, tables=tables.build_all(results))

@@ -12,7 +12,8 @@ import pytest
 from latex_checks import compile_problems, latex_rows, pdflatex_available, structure_problems
 
 from jasrbench.metrics.statistics import paired_test
-from jasrbench.report import paper, tables
+from jasrbench.report import paper, render, tables
+from jasrbench.report.results import SIGNIFICANCE_RESAMPLES
 
 PAPER_TABLES = [spec.name for spec in paper.TABLES]
 
@@ -33,7 +34,7 @@ def markdown_rows(md: str) -> dict[str, list[str]]:
 
 def plain(cell: str) -> str:
     """A LaTeX or Markdown cell as the CSV's ``ours_display`` writes it."""
-    cell = tables.strip_latex(cell)
+    cell = render.strip_latex(cell)
     cell = re.sub(r"<sup>([a-z]+)</sup>", r"[\1]", cell)
     return cell.replace("**", "").strip()
 
@@ -51,7 +52,7 @@ def test_every_row_of_the_papers_tables_in_every_format(outputs):
     for spec in paper.TABLES:
         tex, md, csv = outputs[spec.name]["tex"], outputs[spec.name]["md"], outputs[spec.name]["csv"]
         labels = [r.label for r in spec.rows]
-        assert list(latex_rows(tex)) == [tables._escape_latex(label) for label in labels]
+        assert list(latex_rows(tex)) == [render._escape_latex(label) for label in labels]
         assert list(markdown_rows(md)) == labels
         assert list(dict.fromkeys(csv["row"])) == labels
         assert len(csv) == len(labels) * len(spec.columns)
@@ -63,7 +64,7 @@ def test_papers_values_beside_ours(outputs):
     for spec in paper.TABLES:
         rows, csv = latex_rows(outputs[spec.name]["tex"]), outputs[spec.name]["csv"]
         for row in spec.rows:
-            cells = rows[tables._escape_latex(row.label)]
+            cells = rows[render._escape_latex(row.label)]
             for j, col in enumerate(spec.columns):
                 reported = row.reported.get(col.key)
                 paper_cell = cells[2 * j + 1]
@@ -115,7 +116,7 @@ def test_best_value_bold_per_column_direction_aware(outputs):
             for (_, rec), value in zip(ranked.iterrows(), shown, strict=True):
                 is_best = value == best
                 assert bool(rec["best"]) == is_best, (spec.name, rec["row"], col.key)
-                assert rows_tex[tables._escape_latex(rec["row"])][2 * j].startswith("\\textbf{") == is_best
+                assert rows_tex[render._escape_latex(rec["row"])][2 * j].startswith("\\textbf{") == is_best
                 assert rows_md[rec["row"]][2 * j].startswith("**") == is_best
                 checked += 1
     assert checked >= 10
@@ -134,7 +135,7 @@ def test_cells_that_cannot_be_computed_say_why(outputs, results_tree):
         challenge = rows[label][2]
         letter = re.fullmatch(r"---\\textsuperscript\{([a-z])\}", challenge).group(1)
         if label == "JASRNet":  # evaluated here, but 300W challenge cannot be computed without iBUG
-            assert "300w/challenge is unavailable" in notes[letter] and tables._escape_latex(reason) in notes[letter]
+            assert "300w/challenge is unavailable" in notes[letter] and render._escape_latex(reason) in notes[letter]
     superfan = re.fullmatch(r"---\\textsuperscript\{([a-z])\}", rows["SuperFAN"][0]).group(1)
     assert "not part of profile smoke" in notes[superfan]
     aflw = re.fullmatch(r"---\\textsuperscript\{([a-z])\}", rows["JASRNet"][6]).group(1)
@@ -145,7 +146,7 @@ def test_cells_that_cannot_be_computed_say_why(outputs, results_tree):
     assert "300w/common" in latex_footnotes(t1)[header] and "300w/full" in latex_footnotes(t1)[header]
     # Table 3: the LFW stand-in is named in the caption and in a footnote; HR has no PSNR of its own.
     t3 = outputs["table3"]["tex"]
-    stand_in = tables._escape_latex(results_tree.params["data"]["datasets"]["lfw"]["stand_in"])
+    stand_in = render._escape_latex(results_tree.params["data"]["datasets"]["lfw"]["stand_in"])
     assert stand_in in t3.split("\\caption{", 1)[1].split("}\n", 1)[0] and t3.count(stand_in) >= 2
     hr_psnr = re.fullmatch(r"---\\textsuperscript\{([a-z])\}", latex_rows(t3)["HR"][2]).group(1)
     assert latex_footnotes(t3)[hr_psnr] == "not applicable to the HR reference"
@@ -164,13 +165,13 @@ def test_csv_and_markdown_agree_with_latex(outputs):
         keys = list(dict.fromkeys(csv["key"]))
         for _, rec in csv.iterrows():
             j = keys.index(rec["key"])
-            tex_cell = plain(rows_tex[tables._escape_latex(rec["row"])][2 * j])
+            tex_cell = plain(rows_tex[render._escape_latex(rec["row"])][2 * j])
             md_cell = plain(rows_md[rec["row"]][2 * j])
             assert tex_cell == md_cell == rec["ours_display"], (name, rec["row"], rec["key"])
             if pd.notna(rec["ours"]):
                 number = float(re.match(r"-?[0-9.]+", tex_cell).group())
                 assert number == pytest.approx(round(rec["ours"], int(rec["decimals"])), abs=1e-9)
-            paper_tex = rows_tex[tables._escape_latex(rec["row"])][2 * j + 1]
+            paper_tex = rows_tex[render._escape_latex(rec["row"])][2 * j + 1]
             paper_md = rows_md[rec["row"]][2 * j + 1]
             assert plain(paper_tex) == plain(paper_md)
 
@@ -182,7 +183,7 @@ def test_significance_marks_the_paired_test_on_per_image_values(outputs, results
            .set_index("name")["psnr"] for m in ("jasrnet", "bicubic")}
     names = sorted(set(per["jasrnet"].index) & set(per["bicubic"].index))
     expected = paired_test(per["jasrnet"][names].to_numpy(), per["bicubic"][names].to_numpy(), seed=0,
-                           resamples=tables.SIGNIFICANCE_RESAMPLES)
+                           resamples=SIGNIFICANCE_RESAMPLES)
     assert rec["vs"] == "jasrnet" and rec["diff"] == pytest.approx(expected["mean_diff"], rel=1e-5)
     assert bool(rec["significant"]) == expected["significant"]
     assert rec["ours_display"].endswith("†") == expected["significant"]
@@ -256,5 +257,5 @@ def test_lower_nme_is_best_and_ties_are_all_bold(tmp_path):
     t2 = tables.build_paper_table(results, paper.TABLES[1])
     best = {r for r in t2.rows if t2.cell(r, "common").best}
     assert best == {"JASRNet", "CPM+SBR (bicubic)"}  # 5.00 and 5.00 at the printed precision
-    assert "\\textbf{5.00" in tables.to_latex(t2)
+    assert "\\textbf{5.00" in render.to_latex(t2)
     assert np.isclose(t2.cell("SuperFAN", "common").mean, 6.0) and not t2.cell("SuperFAN", "common").best
