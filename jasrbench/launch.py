@@ -179,7 +179,7 @@ def run_stage(job: StageJob, *upstream: dict) -> dict:
     tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
     shell = os.environ.get("SHELL") or "/bin/sh"
     start = time.monotonic()
-    with open(log, "w", encoding="utf-8") as sink:
+    with open(log, "w", encoding="utf-8", buffering=1) as sink:  # line-buffered: `tail -f` follows it
         for cmd in job.cmds:
             _emit(job.name, f"> {cmd}")
             sink.write(f"> {cmd}\n")
@@ -229,6 +229,8 @@ def launch(root: str | Path, *, workers: int = 2, gpus: list[str] | None = None,
            scheduler: str | None = None, dry: bool = False) -> int:
     """Run the out-of-date stages of the DVC repository at ``root``; 0 when all of them finished."""
     from distributed import Client, as_completed
+    from dvc.exceptions import DvcException
+    from dvc.lock import LockError
     from dvc.repo import lock_repo
 
     gpus = list(gpus or [])
@@ -239,7 +241,10 @@ def launch(root: str | Path, *, workers: int = 2, gpus: list[str] | None = None,
     repo = _repo(root)
     try:
         with lock_repo(repo):
-            jobs = plan(repo)
+            try:
+                jobs = plan(repo)
+            except DvcException as exc:  # e.g. a malformed dvc.yaml, a stage DVC cannot resolve
+                raise LaunchError(f"{root}: {exc}") from exc
             if not jobs:
                 print("launch: every stage is up to date")
                 return 0
@@ -250,6 +255,8 @@ def launch(root: str | Path, *, workers: int = 2, gpus: list[str] | None = None,
                 return 0
             return _run(repo, jobs, workers=workers, gpus=gpus, per_gpu=per_gpu, scheduler=scheduler,
                         Client=Client, as_completed=as_completed)
+    except LockError as exc:  # taken by a `dvc repro`, `dvc commit` or another launch in this workspace
+        raise LaunchError(f"{root}: {exc}") from None
     finally:
         repo.close()
 
