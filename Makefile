@@ -14,7 +14,7 @@ PROFILE ?=
 JOBS ?=
 LAUNCH_ARGS ?=
 
-.PHONY: install test reproduce mlflow-ui benchmarks clean-venv
+.PHONY: install test reproduce queue mlflow-ui benchmarks clean-venv
 
 install: $(STAMP)
 
@@ -32,12 +32,17 @@ test: install
 	@$(VENV)/bin/python -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc
 
-# `make reproduce PROFILE=cpu` switches params.yaml to another profile first; otherwise
-# params.yaml's derived `dag` section is re-derived from its hand-edited content (written only on change).
+# `make reproduce PROFILE=cpu` switches params.yaml to another profile first (a copy of pipelines/cpu.yaml).
+# The stages run `python -m jasrbench`: the environment's python comes first on PATH.
 reproduce: install
-	@if [ -n "$(PROFILE)" ]; then $(VENV)/bin/jasrbench profile use $(PROFILE); \
-	else $(VENV)/bin/jasrbench profile sync; fi
+	@if [ -n "$(PROFILE)" ]; then $(VENV)/bin/jasrbench profile use $(PROFILE); fi
 	PATH="$(abspath $(VENV))/bin:$$PATH" $(if $(JOBS),$(VENV)/bin/jasrbench launch --workers $(JOBS) $(LAUNCH_ARGS),$(VENV)/bin/dvc repro)
+
+# Experiments queued with `dvc exp run --queue -S KEY=VALUE` run JOBS at a time in DVC's temporary workspaces
+# (raw data outside the repository linked for them first; the workers inherit this PATH).
+queue: install
+	$(VENV)/bin/jasrbench profile link
+	PATH="$(abspath $(VENV))/bin:$$PATH" $(VENV)/bin/dvc queue start -j $(or $(JOBS),1)
 
 # MLflow 3.17's UI opens experiments as GenAI (traces) until its sidebar switch is set to "Model training".
 mlflow-ui: install

@@ -32,7 +32,7 @@ from .io import atomic_write_json, read_json
 def collect(params: dict[str, Any], root: str | Path = ".") -> dict[str, Any]:
     """Read the summaries of every evaluation stage of the profile's DAG."""
     root = Path(root)
-    dag = cfgmod.derive_dag(params)
+    dag = cfgmod.stages(params)
     runs: dict[str, dict[str, Any]] = {}
     for section in ("evaluate", "evaluate_untrained"):
         for item in dag[section].values():

@@ -6,35 +6,46 @@ CPU), ``smoke`` (the whole DAG in minutes, for CI). Profiles change numbers,
 never code paths.
 
 All paths are relative to the repository root, which is the current directory
-(DVC runs every stage there). ``params.yaml`` is what DVC reads: the selected profile's content plus a
-``dag`` section derived from it (which prepare/train/evaluate stages exist and
-their paths), so ``dvc.yaml`` is a fixed set of ``foreach`` loops over it.
+(DVC runs every stage there). ``params.yaml`` is what DVC reads: a copy of the
+selected profile. Its ``runs`` section *is* the DAG: one entry per
+pretrain/train/evaluate stage, written out (never derived), so ``dvc.yaml``'s
+``foreach`` loops read it directly and ``dvc exp run -S`` can change it like any
+other param (``-S '~runs.evaluate.jasrnet-300w-lfw_test'`` drops a stage,
+``-S '+runs.train.KEY={...}'`` adds one). Each entry names its model and data
+plus the model-specific code files (and the pretrained weights) the stage
+depends on; :func:`validate` checks every entry against the code and says what
+a wrong field must be, so an edit cannot leave a stage with stale dependencies.
 
-- ``jasrbench profile use NAME`` copies ``pipelines/NAME.yaml`` into
-  ``params.yaml`` and derives ``dag``;
-- ``jasrbench profile sync`` re-derives ``dag`` after you edit ``params.yaml``
-  by hand (``make reproduce`` runs it first; it writes only on change);
+- ``jasrbench profile use NAME`` copies ``pipelines/NAME.yaml`` into ``params.yaml``;
+- ``jasrbench profile runs MODEL --on DATASET=SPLIT,SPLIT`` prints the ``runs``
+  entries that train ``MODEL`` on each DATASET and evaluate it on the SPLITs;
 - ``jasrbench profile show`` prints the active profile and its stages.
 
 Profile schema (see ``pipelines/paper.yaml`` for the documented full example)::
 
     profile: NAME
     seed: 0
-    data:      {prepared: DIR, protocol: paper|clean, datasets: {NAME: {raw: DIR, stand_in: TEXT?, skip_bad: BOOL?}}}
+    data:      {prepared: DIR, protocol: paper|clean, datasets: {NAME: {raw: DIR, skip_bad: BOOL, stand_in: TEXT?}}}
     train:     {...}   # optimizer, schedule, batch, augmentation, slice sizes
-    evaluate:  {...}   # batch size, slice sizes, recognizer, bootstrap
-    models:    {REGISTRY_NAME: {tables: [..], overrides: {..}, train_on: {DATASET: [SPLIT, ..]}}}
+    evaluate:  {...}   # slice sizes, recognizer, bootstrap
+    models:    {REGISTRY_NAME: {tables: [..], overrides: {..}, pretrain: {epochs: N}?}}
+    runs:
+      pretrain:  {MODEL_PART-DATASET: {model, dataset, code, code2}}
+      train:     {MODEL-DATASET: {model, dataset, code, code2, init}}
+      evaluate:  {MODEL-DATASET-SET_SPLIT: {model, run, test_set, test_split, code, code2}}
+      evaluate_untrained: {...}   # the same, for models without weights (bicubic)
 
-``train_on`` maps a training dataset to the test splits (``DATASET/SPLIT``) the
-model trained on it is evaluated on. Models without weights (bicubic) are
-evaluated without a training stage.
+Models without weights (bicubic) are evaluated without a training stage; their
+``run`` (``bicubic-300w``) names the dataset whose protocol they follow.
+Device, compile, checkpoint frequency and evaluation batch are not params
+(:mod:`jasrbench.settings`).
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
-import difflib
+import os
 from pathlib import Path
 from typing import Any
 
@@ -49,10 +60,10 @@ PROFILES_DIR = "pipelines"
 _HEADER = (
     "# The parameters DVC reads. Selected profile: {name} (from pipelines/{name}.yaml).\n"
     "# Switch profiles with `jasrbench profile use NAME` (or `make reproduce PROFILE=NAME`).\n"
-    "# After editing by hand, `jasrbench profile sync` re-derives the `dag` section\n"
-    "# (`make reproduce` does it for you). `dag` is derived: do not edit it.\n"
+    "# `runs` is the DAG (one entry per stage; `jasrbench profile runs` prints new entries).\n"
 )
-REQUIRED_SECTIONS = ("profile", "seed", "data", "train", "evaluate", "models")
+REQUIRED_SECTIONS = ("profile", "seed", "data", "train", "evaluate", "models", "runs")
+RUN_SECTIONS = ("pretrain", "train", "evaluate", "evaluate_untrained")
 
 
 def run_id(model: str, dataset: str) -> str:
@@ -108,22 +119,14 @@ def validate(params: dict[str, Any], where: str = PARAMS_FILE) -> None:
             raise ConfigError(f"{where}: models.{model}: unknown model {base!r}; registered: {sorted(names)}")
         if (entry or {}).get("train"):
             check_train({**params["train"], **entry["train"]}, f"{where}: models.{model}.train", only=entry["train"])
-        for dataset, splits in ((entry or {}).get("train_on") or {}).items():
-            if dataset not in datasets:
-                raise ConfigError(f"{where}: models.{model}.train_on: dataset {dataset!r} not in data.datasets")
-            for split in splits:
-                split_dataset = split.partition("/")[0]
-                if split_dataset not in datasets:
-                    raise ConfigError(f"{where}: models.{model}: split {split!r} names a dataset not in data.datasets")
-        evaluated: dict[str, list[str]] = {}
-        for dataset, splits in ((entry or {}).get("train_on") or {}).items():
-            for split in splits:
-                evaluated.setdefault(split, []).append(dataset)
-        for split, trained_on in evaluated.items():
-            try:
-                table_run_dataset(split, trained_on)
-            except ConfigError as exc:
-                raise ConfigError(f"{where}: models.{model}.train_on: {exc}") from None
+        if "train_on" in (entry or {}):
+            raise ConfigError(f"{where}: models.{model}.train_on: replaced by the `runs` section "
+                              f"(`jasrbench profile runs {model} --on DATASET=SPLIT,...` prints its entries)")
+    for name, entry in datasets.items():
+        if not isinstance((entry or {}).get("skip_bad"), bool):
+            raise ConfigError(f"{where}: data.datasets.{name}.skip_bad: required, true or false "
+                              "(dvc.yaml's prepare loop reads it)")
+    check_runs(params, where)
 
 
 def table_run_dataset(split: str, trained_on: list[str]) -> str:
@@ -251,65 +254,189 @@ def check_train(train: dict[str, Any], key: str, only: dict[str, Any] | None = N
             raise ConfigError(f"{key}.augment.flip must be a probability in [0, 1], got {augment['flip']!r}")
 
 
-def derive_dag(params: dict[str, Any]) -> dict[str, Any]:
-    """The stage lists of ``dvc.yaml`` derived from a profile."""
+def _expected_train(params: dict[str, Any], model: str, dataset: str) -> dict[str, Any]:
+    """The ``runs.train`` entry that trains ``model`` on ``dataset`` (code slots and init from the code)."""
     from .models import spec
+    from .pretrained import pretrained_file, settings as pretrain_settings
 
-    profile = params["profile"]
-    prepared = params["data"]["prepared"]
-    from .pretrained import pretrained_file, settings as pretrain_settings, stage_key
+    arch = (params["models"].get(model) or {}).get("arch", model)
+    code = _model_code_slots(arch)
+    # ``init``: what the training stage starts from besides its code — the pretrained landmark network
+    # when the profile asks for one (Super-FAN's FAN), else the model's code again (DVC cannot
+    # interpolate a missing key; a duplicate dependency is accepted).
+    init = code["code"]
+    if pretrain_settings(params, model) is not None:
+        part = getattr(spec(arch).builder, "pretrain_part", None)
+        if not part:
+            raise ConfigError(f"models.{model}.pretrain: {arch} has no landmark network to pretrain")
+        init = pretrained_file(params["profile"], model, part, dataset)
+    return {"model": model, "dataset": dataset, **code, "init": init}
 
-    dag: dict[str, Any] = {"prepare": {}, "pretrain": {}, "train": {}, "evaluate": {}, "evaluate_untrained": {}}
-    for dataset, entry in params["data"]["datasets"].items():
-        dag["prepare"][dataset] = {"raw": entry["raw"], "out": f"{prepared}/{dataset}",
-                                   "skip_bad": bool(entry.get("skip_bad", False))}
-    for model, entry in params["models"].items():
-        entry = entry or {}
-        arch = entry.get("arch", model)
-        trainable = getattr(spec(arch).builder, "trainable", True)
-        code = _model_code_slots(arch)
-        for dataset, splits in (entry.get("train_on") or {}).items():
-            rid = run_id(model, dataset)
-            # ``init``: what the training stage starts from besides its code — the pretrained
-            # landmark network when the profile asks for one (Super-FAN's FAN), else the model's code
-            # again (DVC cannot interpolate a missing key; a duplicate dependency is accepted).
-            init = code["code"]
-            part = getattr(spec(arch).builder, "pretrain_part", None)
-            if trainable and pretrain_settings(params, model) is not None:
-                if not part:
-                    raise ConfigError(f"models.{model}.pretrain: {arch} has no landmark network to pretrain")
-                init = pretrained_file(profile, model, part, dataset)
-                dag["pretrain"][stage_key(model, part, dataset)] = {
-                    "model": model, "dataset": dataset, **code,
-                    "train_split": split_file(prepared, f"{dataset}/train"),
-                    "out": str(Path(init).parent), "results": f"results/{profile}/pretrain/{stage_key(model, part, dataset)}",
-                }
-            if trainable:
-                dag["train"][rid] = {
-                    "model": model,
-                    "dataset": dataset,
-                    **code,
-                    "init": init,
-                    "train_split": split_file(prepared, f"{dataset}/train"),
-                    "out": f"models/{profile}/{rid}",
-                    "results": f"results/{profile}/train/{rid}",
-                }
-            for split in splits:
-                eid = eval_id(rid, split)
-                item = {
-                    "model": model,
-                    "run": rid,
-                    **code,
-                    "split": split,
-                    "split_dir": f"{prepared}/{split.partition('/')[0]}",
-                    "out": f"results/{profile}/eval/{rid}/{split.replace('/', '_')}",
-                }
-                if trainable:
-                    item["checkpoint"] = f"models/{profile}/{rid}/model.pt"
-                    dag["evaluate"][eid] = item
-                else:
-                    dag["evaluate_untrained"][eid] = item
-    return dag
+
+def runs_for(params: dict[str, Any], model: str, train_on: dict[str, list[str]]) -> dict[str, dict[str, Any]]:
+    """The ``runs`` entries that train ``model`` on each dataset of ``train_on`` and evaluate it on its splits."""
+    from .models import spec
+    from .pretrained import settings as pretrain_settings, stage_key
+
+    if model not in params["models"]:
+        raise ConfigError(f"model {model!r} is not in the profile's `models`")
+    arch = (params["models"][model] or {}).get("arch", model)
+    trainable = getattr(spec(arch).builder, "trainable", True)
+    code = _model_code_slots(arch)
+    out: dict[str, dict[str, Any]] = {section: {} for section in RUN_SECTIONS}
+    for dataset, splits in train_on.items():
+        rid = run_id(model, dataset)
+        if trainable:
+            out["train"][rid] = _expected_train(params, model, dataset)
+            if pretrain_settings(params, model) is not None:
+                part = spec(arch).builder.pretrain_part
+                out["pretrain"][stage_key(model, part, dataset)] = {"model": model, "dataset": dataset, **code}
+        for split in splits:
+            test_set, _, test_split = split.partition("/")
+            if not test_set or not test_split:
+                raise ConfigError(f"split {split!r} must be written DATASET/SPLIT (e.g. 300w/common)")
+            section = "evaluate" if trainable else "evaluate_untrained"
+            out[section][eval_id(rid, split)] = {"model": model, "run": rid, "test_set": test_set,
+                                                 "test_split": test_split, **code}
+    return out
+
+
+def set_model_runs(params: dict[str, Any], model: str, train_on: dict[str, list[str]]) -> None:
+    """Replace ``model``'s entries in ``params["runs"]`` by those of ``train_on`` (tests, `profile runs`)."""
+    runs = params.setdefault("runs", {})
+    for section in RUN_SECTIONS:
+        kept = {k: v for k, v in (runs.get(section) or {}).items() if (v or {}).get("model") != model}
+        runs[section] = kept
+    for section, entries in runs_for(params, model, train_on).items():
+        runs[section].update(entries)
+
+
+def _fields(entry: Any, where: str, names: tuple[str, ...]) -> dict[str, Any]:
+    if not isinstance(entry, dict):
+        raise ConfigError(f"{where}: expected a mapping with {', '.join(names)}, got {entry!r}")
+    missing = [n for n in names if n not in entry]
+    if missing:
+        raise ConfigError(f"{where}: missing {', '.join(missing)}")
+    unknown = sorted(set(entry) - set(names))
+    if unknown:
+        raise ConfigError(f"{where}.{unknown[0]}: unknown key; known: {', '.join(names)}")
+    return entry
+
+
+def _same(where: str, entry: dict[str, Any], expected: dict[str, Any]) -> None:
+    for name, value in expected.items():
+        if entry.get(name) != value:
+            raise ConfigError(f"{where}.{name} must be {value!r}, got {entry.get(name)!r}")
+
+
+def check_runs(params: dict[str, Any], where: str = PARAMS_FILE) -> None:
+    """Every ``runs`` entry names a known model and dataset, and its code/init fields are the ones its
+    stage runs (a wrong one is named with the value it must have)."""
+    from .models import spec
+    from .pretrained import settings as pretrain_settings, stage_key
+
+    runs = params.get("runs")
+    if not isinstance(runs, dict):
+        raise ConfigError(f"{where}: runs: expected a mapping with {', '.join(RUN_SECTIONS)}")
+    for section in sorted(set(runs) - set(RUN_SECTIONS)):
+        raise ConfigError(f"{where}: runs.{section}: unknown section; known: {', '.join(RUN_SECTIONS)}")
+    datasets = params["data"].get("datasets", {})
+
+    def model_of(key: str, entry: dict[str, Any]) -> tuple[str, bool]:
+        model = entry["model"]
+        if model not in params["models"]:
+            raise ConfigError(f"{key}.model: {model!r} is not in the profile's `models`")
+        arch = (params["models"][model] or {}).get("arch", model)
+        return arch, getattr(spec(arch).builder, "trainable", True)
+
+    def dataset_known(key: str, name: str) -> None:
+        if name not in datasets:
+            raise ConfigError(f"{key}: dataset {name!r} not in data.datasets")
+
+    sections = {s: runs.get(s) or {} for s in RUN_SECTIONS}
+    for key, entry in sections["train"].items():
+        at = f"{where}: runs.train.{key}"
+        entry = _fields(entry, at, ("model", "dataset", "code", "code2", "init"))
+        arch, trainable = model_of(at, entry)
+        if not trainable:
+            raise ConfigError(f"{at}: model {entry['model']!r} has no weights to train; "
+                              "evaluate it from runs.evaluate_untrained")
+        dataset_known(at, entry["dataset"])
+        if key != run_id(entry["model"], entry["dataset"]):
+            raise ConfigError(f"{at}: the key must be {run_id(entry['model'], entry['dataset'])!r} (MODEL-DATASET)")
+        _same(at, entry, _expected_train(params, entry["model"], entry["dataset"]))
+        settings = pretrain_settings(params, entry["model"])
+        if settings is not None:
+            wanted = stage_key(entry["model"], spec(arch).builder.pretrain_part, entry["dataset"])
+            if wanted not in sections["pretrain"]:
+                raise ConfigError(f"{at}: models.{entry['model']}.pretrain asks for runs.pretrain.{wanted}, absent")
+    for key, entry in sections["pretrain"].items():
+        at = f"{where}: runs.pretrain.{key}"
+        entry = _fields(entry, at, ("model", "dataset", "code", "code2"))
+        arch, _ = model_of(at, entry)
+        dataset_known(at, entry["dataset"])
+        part = getattr(spec(arch).builder, "pretrain_part", None)
+        if pretrain_settings(params, entry["model"]) is None or not part:
+            raise ConfigError(f"{at}: models.{entry['model']} has no `pretrain` entry")
+        if key != stage_key(entry["model"], part, entry["dataset"]):
+            raise ConfigError(f"{at}: the key must be {stage_key(entry['model'], part, entry['dataset'])!r}")
+        _same(at, entry, _model_code_slots(arch))
+    evaluated: dict[tuple[str, str], list[str]] = {}
+    for section in ("evaluate", "evaluate_untrained"):
+        for key, entry in sections[section].items():
+            at = f"{where}: runs.{section}.{key}"
+            entry = _fields(entry, at, ("model", "run", "test_set", "test_split", "code", "code2"))
+            arch, trainable = model_of(at, entry)
+            if trainable != (section == "evaluate"):
+                raise ConfigError(f"{at}: model {entry['model']!r} "
+                                  + ("has weights: evaluate it from runs.evaluate" if trainable
+                                     else "has no weights: evaluate it from runs.evaluate_untrained"))
+            prefix = f"{entry['model']}-"
+            dataset = entry["run"][len(prefix):] if entry["run"].startswith(prefix) else None
+            if dataset is None or dataset not in datasets:
+                raise ConfigError(f"{at}.run: must be {entry['model']}-DATASET with a dataset of data.datasets, "
+                                  f"got {entry['run']!r}")
+            if trainable and entry["run"] not in sections["train"]:
+                raise ConfigError(f"{at}.run: no runs.train.{entry['run']} trains the checkpoint it evaluates")
+            dataset_known(at, entry["test_set"])
+            split = f"{entry['test_set']}/{entry['test_split']}"
+            if key != eval_id(entry["run"], split):
+                raise ConfigError(f"{at}: the key must be {eval_id(entry['run'], split)!r} (RUN-SET_SPLIT)")
+            _same(at, entry, _model_code_slots(arch))
+            evaluated.setdefault((entry["model"], split), []).append(dataset)
+    for (model, split), trained_on in evaluated.items():
+        try:
+            table_run_dataset(split, trained_on)
+        except ConfigError as exc:
+            raise ConfigError(f"{where}: runs: {model}: {exc}") from None
+
+
+def stages(params: dict[str, Any]) -> dict[str, dict[str, dict[str, Any]]]:
+    """Every stage of the ``runs`` section with the paths ``dvc.yaml`` composes for it (the same strings)."""
+    profile, prepared = params["profile"], params["data"]["prepared"]
+    runs = params.get("runs") or {}
+    out: dict[str, dict[str, dict[str, Any]]] = {
+        "prepare": {name: {"raw": entry["raw"], "out": f"{prepared}/{name}", "skip_bad": bool(entry.get("skip_bad"))}
+                    for name, entry in params["data"]["datasets"].items()}}
+    for key, entry in (runs.get("pretrain") or {}).items():
+        out.setdefault("pretrain", {})[key] = {
+            **entry, "train_split": split_file(prepared, f"{entry['dataset']}/train"),
+            "out": f"models/{profile}/pretrain/{key}", "results": f"results/{profile}/pretrain/{key}"}
+    for key, entry in (runs.get("train") or {}).items():
+        out.setdefault("train", {})[key] = {
+            **entry, "train_split": split_file(prepared, f"{entry['dataset']}/train"),
+            "out": f"models/{profile}/{key}", "results": f"results/{profile}/train/{key}"}
+    for section in ("evaluate", "evaluate_untrained"):
+        for key, entry in (runs.get(section) or {}).items():
+            item = {**entry, "split": f"{entry['test_set']}/{entry['test_split']}",
+                    "split_dir": f"{prepared}/{entry['test_set']}",
+                    "out": f"results/{profile}/eval/{entry['run']}/{entry['test_set']}_{entry['test_split']}"}
+            if section == "evaluate":
+                item["checkpoint"] = f"models/{profile}/{entry['run']}/model.pt"
+            out.setdefault(section, {})[key] = item
+    for section in ("prepare", *RUN_SECTIONS):
+        out.setdefault(section, {})
+    return out
 
 
 class _NoAliasDumper(yaml.SafeDumper):
@@ -341,9 +468,7 @@ def _module_file(obj: Any) -> str:
 
 
 def _render(params: dict[str, Any]) -> str:
-    body = {k: v for k, v in params.items() if k != "dag"}
-    body["dag"] = derive_dag(params)
-    text = yaml.dump(body, Dumper=_NoAliasDumper, sort_keys=False, default_flow_style=None, width=100)
+    text = yaml.dump(params, Dumper=_NoAliasDumper, sort_keys=False, default_flow_style=None, width=100)
     return _HEADER.format(name=params["profile"]) + text
 
 
@@ -369,7 +494,7 @@ def load_profile(name: str, root: str | Path | None = None) -> dict[str, Any]:
 
 
 def write_params(params: dict[str, Any], root: str | Path | None = None) -> bool:
-    """Write ``params.yaml`` (with the derived ``dag``) if its content changes; True if written."""
+    """Write ``params.yaml`` if its content changes; True if written."""
     root = Path.cwd() if root is None else root
     path = Path(root) / PARAMS_FILE
     text = _render(params)
@@ -390,6 +515,42 @@ def use_profile(name: str, root: str | Path | None = None, overrides: dict[str, 
     return params
 
 
+# DVC runs a queued (or --temp) experiment in a temporary clone, <repo>/.dvc/tmp/exps/<name>/, which holds
+# what git tracks and nothing else (`dvc exp run -C PATH` copies more in, once per experiment).
+TEMP_WORKSPACE = (".dvc", "tmp", "exps", "<name>")
+
+
+def link_outside_data(params: dict[str, Any], root: str | Path | None = None) -> list[Path]:
+    """Make raw data that a relative path outside the repository names (``../shared/datasets/300W``)
+    reachable by the same path from DVC's temporary experiment workspaces; returns the links made.
+
+    From ``<repo>/.dvc/tmp/exps/<name>/`` the path leads into ``<repo>/.dvc/tmp/...``: a symbolic link
+    there points to the real folder, so the stage's dependency (path and content) is the one the main
+    workspace recorded and DVC reuses its outputs. Raw data inside the repository is git-ignored: pass
+    ``-C datasets/raw`` to ``dvc exp run`` (copied per experiment), or give an absolute path.
+    """
+    root = Path.cwd() if root is None else Path(root)
+    made = []
+    for name, entry in params["data"]["datasets"].items():
+        raw = Path(str(entry["raw"]))
+        ups = len(raw.parts) - len(Path(*[p for p in raw.parts if p != ".."]).parts) if raw.parts else 0
+        if raw.is_absolute() or ups == 0 or raw.parts[:ups] != ("..",) * ups or ups >= len(TEMP_WORKSPACE):
+            continue
+        if len(raw.parts) == ups:
+            raise ConfigError(f"data.datasets.{name}.raw: {raw} is a parent of the repository")
+        first = raw.parts[ups]
+        link = root.joinpath(*TEMP_WORKSPACE[: len(TEMP_WORKSPACE) - ups], first)
+        target = (root.resolve().parents[ups - 1] / first)
+        if link.is_symlink() and Path(os.readlink(link)) == target:
+            continue
+        if link.exists() or link.is_symlink():
+            raise ConfigError(f"{link} exists and is not a link to {target}: remove it, then rerun")
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(target, target_is_directory=True)
+        made.append(link)
+    return made
+
+
 def set_dotted(params: dict[str, Any], dotted: str, value: Any) -> None:
     node = params
     keys = dotted.split(".")
@@ -406,7 +567,7 @@ def model_entry(params: dict[str, Any], model: str) -> dict[str, Any]:
     except KeyError:
         raise ConfigError(f"model {model!r} is not in the profile's `models`") from None
     return {"arch": entry.get("arch", model), "overrides": dict(entry.get("overrides") or {}),
-            "tables": list(entry.get("tables") or []), "train_on": dict(entry.get("train_on") or {})}
+            "tables": list(entry.get("tables") or [])}
 
 
 # --- CLI: jasrbench profile ------------------------------------------------------------------
@@ -418,9 +579,14 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     use.add_argument("name")
     use.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                      help="override a dotted key (value parsed as YAML), e.g. data.datasets.300w.raw=/data/300W")
-    sub.add_parser("sync", parents=[common], help="re-derive params.yaml's `dag` section after hand edits")
     sub.add_parser("show", parents=[common], help="print the active profile and its stages")
-    sub.add_parser("check", parents=[common], help="fail if params.yaml's `dag` is out of date")
+    sub.add_parser("link", parents=[common],
+                   help="make raw data outside the repository reachable from DVC's temporary experiment workspaces")
+    sub.add_parser("check", parents=[common], help="validate params.yaml (every `runs` entry against the code)")
+    runs = sub.add_parser("runs", parents=[common], help="print the `runs` entries that train and evaluate a model")
+    runs.add_argument("model", help="a model of the profile's `models`")
+    runs.add_argument("--on", action="append", default=[], metavar="DATASET=SPLIT,SPLIT", required=True,
+                      help="train on DATASET, evaluate on the SPLITs (DATASET/SPLIT); repeat for more datasets")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -436,22 +602,28 @@ def run(args: argparse.Namespace) -> int:
         print(f"params.yaml now selects profile {params['profile']!r}")
         return 0
     params = load_params(root / PARAMS_FILE)
-    if args.action == "sync":
-        written = write_params(params, root)
-        print("params.yaml: dag re-derived" if written else "params.yaml: up to date")
+    if args.action == "link":
+        for link in link_outside_data(params, root):
+            print(f"linked {link} -> {os.readlink(link)}")
+        print("raw data reachable from DVC's temporary experiment workspaces (dvc exp run --queue)")
         return 0
     if args.action == "check":
-        current = (root / PARAMS_FILE).read_text(encoding="utf-8")
-        expected = _render(params)
-        if current != expected:
-            diff = "".join(difflib.unified_diff(current.splitlines(True), expected.splitlines(True), "params.yaml", "expected"))
-            raise ConfigError(f"params.yaml is out of date; run `jasrbench profile sync`:\n{diff}")
-        print("params.yaml: up to date")
+        print(f"params.yaml: valid ({sum(len(v) for v in stages(params).values())} stages)")
         return 0
-    dag = derive_dag(params)
+    if args.action == "runs":
+        train_on: dict[str, list[str]] = {}
+        for item in args.on:
+            dataset, sep, splits = item.partition("=")
+            if not sep or not dataset:
+                raise ConfigError(f"--on {item!r}: expected DATASET=SPLIT,SPLIT (e.g. 300w=300w/common,lfw/test)")
+            train_on[dataset] = [s for s in splits.split(",") if s]
+        entries = {k: v for k, v in runs_for(params, args.model, train_on).items() if v}
+        print(yaml.dump({"runs": entries}, Dumper=_NoAliasDumper, sort_keys=False, default_flow_style=None, width=120),
+              end="")
+        return 0
     print(f"profile: {params['profile']}")
-    for section, stages in dag.items():
-        print(f"{section}: {len(stages)}")
-        for key in stages:
+    for section, items in stages(params).items():
+        print(f"{section}: {len(items)}")
+        for key in items:
             print(f"  {key}")
     return 0

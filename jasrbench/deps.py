@@ -2,9 +2,9 @@
 
 One answer serves two consumers, so they cannot drift apart:
 
-- ``params.yaml``'s derived ``dag`` lists, per train/evaluate stage, the files
-  of its model's closure (``config.derive_dag``), which ``dvc.yaml`` declares as
-  dependencies; ``tests/pipeline/test_dvc_deps.py`` checks every stage's
+- ``params.yaml``'s ``runs`` entries carry, per train/evaluate stage, the files
+  of its model's closure (``code``, ``code2``; ``config.check_runs`` checks them
+  against this module), which ``dvc.yaml`` declares as dependencies; ``tests/pipeline/test_dvc_deps.py`` checks every stage's
   declared deps against the closure of what it runs;
 - ``train`` fingerprints a run with the content of the same files, so a
   ``last.pt`` written by other code is never resumed.
@@ -123,7 +123,7 @@ def code_digest(files: Iterable[str], root: Path = REPO_ROOT) -> dict[str, str]:
 
 
 # Model files declared for every train/evaluate stage in dvc.yaml; the rest of a model's closure
-# under jasrbench/models/ is model-specific and travels in the derived dag (config.derive_dag).
+# under jasrbench/models/ is model-specific and travels in the runs entries (config.check_runs).
 SHARED_MODEL_FILES = frozenset(f"{PACKAGE}/models/{n}" for n in (
     "__init__.py", "base.py", "blocks.py", "registry.py", "adversarial.py"))
 

@@ -8,11 +8,11 @@ network, ``"fan"``) and a profile asks for it per model::
     models:
       superfan:
         pretrain: {epochs: 2}        # optional: lr (default train.lr)
-        train_on: {300w: [300w/common]}
 
-``derive_dag`` then adds a DVC stage ``pretrain@<model>_<part>-<dataset>``
-(``pretrain@superfan_fan-300w``) whose output the model's training stage
-depends on and loads (:meth:`load_pretrained`) before its first step.
+and its ``runs.pretrain`` entry (``jasrbench profile runs`` writes it) is the DVC
+stage ``pretrain@<model>_<part>-<dataset>`` (``pretrain@superfan_fan-300w``)
+whose output the model's training stage depends on (its ``init``) and loads
+(:meth:`load_pretrained`) before its first step.
 
 Data: the same training faces, validation faces (carved from the training
 split with the same seed, so the pretraining never sees them) and on-the-fly

@@ -1,10 +1,16 @@
 """MLflow logging for every train and evaluate run (DESIGN §6).
 
-The store is the local sqlite file ``mlflow.db`` in the repository root (the
-current directory, where DVC runs stages) unless
-``MLFLOW_TRACKING_URI`` says otherwise (e.g. a server started by
-``make mlflow-ui``). ``JASRBENCH_MLFLOW=0`` turns logging off (the run still
-writes its DVC metrics and files).
+The store is one sqlite file, ``mlflow.db`` in the main repository's root, with
+artifacts under ``mlruns/`` beside it, unless ``MLFLOW_TRACKING_URI`` says
+otherwise (e.g. a server started by ``make mlflow-ui``). A stage that DVC runs in
+one of its temporary experiment workspaces (``<repo>/.dvc/tmp/exps/<name>/``,
+``dvc exp run --queue``/``--temp``, deleted afterwards) logs to the repository's
+store too (:func:`store_root`), so every queued experiment's runs land in one
+place. Concurrent writers (``dvc queue start -j N``, ``jasrbench launch``) share
+the sqlite file: its creation and each experiment's are serialized by a lock
+file (``mlflow.db.lock``, for any sqlite store); MLflow's own sqlite connections wait for each other's
+writes. ``JASRBENCH_MLFLOW=0`` turns logging off (the run still writes its DVC
+metrics and files).
 
 Runs carry tags that line them up in the UI: ``model``, ``arch``, ``dataset``,
 ``split``, ``profile``, ``stage`` (train/evaluate), ``git_commit``, ``tables``
@@ -62,8 +68,44 @@ def enabled() -> bool:
     return os.environ.get("JASRBENCH_MLFLOW", "1") not in ("0", "false", "no")
 
 
+# DVC's temporary experiment workspaces: <repo>/.dvc/tmp/exps/<name>/ (dvc exp run --queue / --temp).
+_DVC_TEMP_WORKSPACES = (".dvc", "tmp", "exps")
+
+
+def store_root(cwd: str | Path | None = None) -> Path:
+    """The folder of the default store: the repository whose DVC runs this stage (the current
+    directory, or the main repository when that is one of DVC's temporary experiment workspaces)."""
+    path = Path.cwd() if cwd is None else Path(cwd)
+    parts = path.resolve().parts
+    n = len(_DVC_TEMP_WORKSPACES)
+    for i in range(1, len(parts) - n):
+        if parts[i : i + n] == _DVC_TEMP_WORKSPACES:
+            return Path(*parts[:i])
+    return path.resolve()
+
+
 def tracking_uri() -> str:
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{store_root() / 'mlflow.db'}"
+
+
+def _sqlite_file(uri: str) -> Path | None:
+    """The database file of a ``sqlite:///`` tracking URI (None for a server or another store)."""
+    return Path(uri[len("sqlite:///"):]) if uri.startswith("sqlite:///") else None
+
+
+@contextlib.contextmanager
+def _store_lock() -> Iterator[None]:
+    """Serializes creating a sqlite store and its experiments across processes (a no-op for a
+    server): two first writers would otherwise both run MLflow's schema migration."""
+    db = _sqlite_file(tracking_uri())
+    if db is None:
+        yield
+        return
+    from filelock import FileLock
+
+    db.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(f"{db}.lock", timeout=600):
+        yield
 
 
 # What every `dvc repro` rewrites: a difference there is the run's own output, not changed source.
@@ -163,7 +205,8 @@ def start_run(experiment: str, run_name: str, tags: Mapping[str, str], params: M
     import mlflow
 
     mlflow.set_tracking_uri(tracking_uri())
-    _training_experiment(mlflow, experiment)
+    with _store_lock():
+        _training_experiment(mlflow, experiment)
     with mlflow.start_run(run_name=run_name, tags={"git_commit": git_commit(), **dict(tags)}):
         flat = _flatten(params)
         items = list(flat.items())
@@ -232,9 +275,13 @@ def _training_experiment(mlflow, name: str) -> None:
     out by its per-browser switch instead (see :data:`ML_WORKFLOW`). The
     description is written too, and kept current unless a user replaced it.
     """
+    client = mlflow.MlflowClient()
+    db = _sqlite_file(tracking_uri())
+    if db is not None and client.get_experiment_by_name(name) is None:
+        # Artifacts beside the store, not under the current directory (a temporary workspace's is deleted).
+        client.create_experiment(name, artifact_location=(db.parent / "mlruns" / name).as_uri())
     experiment = mlflow.set_experiment(name)
     tags = experiment.tags or {}
-    client = mlflow.MlflowClient()
     if tags.get(EXPERIMENT_KIND_TAG) != MODEL_TRAINING:
         client.set_experiment_tag(experiment.experiment_id, EXPERIMENT_KIND_TAG, MODEL_TRAINING)
     note = _experiment_note(name, experiment.experiment_id)
@@ -429,6 +476,8 @@ def log_evaluation(summary: Mapping[str, Any], entry: Mapping[str, Any], out_dir
         import mlflow
 
         mlflow.set_tracking_uri(tracking_uri())
+        with _store_lock():  # the first use may create the store
+            mlflow.MlflowClient().search_experiments(max_results=1)
         train_id = training_run_id(summary["profile"], lineage["checkpoint_sha256"])
         if train_id is None:
             log.warning("%s: no finished MLflow training run kept checkpoint %s; its evaluation runs carry the hash only",

@@ -55,7 +55,7 @@ def test_training_stage_fits_the_floor_and_evaluation_scores_it(prepared_300w, t
     params["data"]["prepared"] = str(prepared_300w.out.parent)
     params["train"].update({"epochs": 1, "max_faces": None, "val_faces": 16})
     params["evaluate"].update({"max_faces": None, "bootstrap_resamples": 100})
-    params["models"]["mean_shape"] = {"tables": [2], "train_on": {"300w": ["300w/common"]}}
+    params["models"]["mean_shape"] = {"tables": [2]}
     summary = train("mean_shape", "300w", params, tmp_path / "ckpt", tmp_path / "res")
     assert summary["steps_per_epoch"] == 0 and summary["selected_by"] == "val_nme"
 

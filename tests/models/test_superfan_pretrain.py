@@ -31,7 +31,7 @@ def params(prepared_300w, monkeypatch, tmp_path):
 
 
 def test_dag_has_the_pretrain_stage_and_training_depends_on_its_output(params):
-    dag = config.derive_dag(params)
+    dag = config.stages(params)
     assert list(dag["pretrain"]) == ["superfan_fan-300w"]
     fan = pretrained_file("smoke", "superfan", "fan", "300w")
     assert fan == "models/smoke/pretrain/superfan_fan-300w/fan.pt"
@@ -41,10 +41,10 @@ def test_dag_has_the_pretrain_stage_and_training_depends_on_its_output(params):
     bad = copy.deepcopy(params)
     bad["models"]["jasrnet"]["pretrain"] = {"epochs": 1}
     with pytest.raises(Exception, match="models.jasrnet.pretrain"):
-        config.derive_dag(bad)
+        config.validate(bad)
     bad["models"]["jasrnet"]["pretrain"] = {"epochs": 1, "steps": 3}
     with pytest.raises(Exception, match="unknown keys"):
-        config.derive_dag(bad)
+        config.validate(bad)
 
 
 def test_pretrained_fan_is_what_joint_training_starts_from(params, tmp_path):

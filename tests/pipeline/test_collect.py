@@ -14,10 +14,11 @@ from jasrbench.evaluate import evaluate
 def test_a_model_evaluated_on_one_split_from_two_runs_keeps_both(prepared_root, tmp_path, monkeypatch):
     params = tiny_params(prepared_root)
     # The lfw run is listed first: the view must still show the 300w run for 300w/common (its own dataset).
-    params["models"] = {"bicubic": {"tables": [1], "train_on": {"lfw": ["300w/common"], "300w": ["300w/common"]}}}
+    params["models"], params["runs"] = {"bicubic": {"tables": [1]}}, {}
+    config.set_model_runs(params, "bicubic", {"lfw": ["300w/common"], "300w": ["300w/common"]})
     config.validate(params)
     monkeypatch.chdir(tmp_path)
-    items = list(config.derive_dag(params)["evaluate_untrained"].values())
+    items = list(config.stages(params)["evaluate_untrained"].values())
     assert [i["run"] for i in items] == ["bicubic-lfw", "bicubic-300w"]
     for item in items:
         evaluate(item["model"], item["split"], item["out"], params)
@@ -33,10 +34,10 @@ def test_a_model_evaluated_on_one_split_from_two_runs_keeps_both(prepared_root, 
 
 def test_ambiguous_runs_are_a_config_error(prepared_root):
     params = tiny_params(prepared_root)
-    params["models"]["jasrnet"]["train_on"] = {"300w": ["lfw/test"], "lfw": ["300w/common"]}
+    config.set_model_runs(params, "jasrnet", {"300w": ["lfw/test"], "lfw": ["300w/common"]})
     config.validate(params)  # one run per split: fine
-    params["data"]["datasets"]["helen"] = {"raw": "datasets/raw/helen"}
-    params["models"]["jasrnet"]["train_on"] = {"300w": ["lfw/test"], "helen": ["lfw/test"]}
-    with pytest.raises(ConfigError, match=r"models\.jasrnet\.train_on: split 'lfw/test' is evaluated by runs trained "
+    params["data"]["datasets"]["helen"] = {"raw": "datasets/raw/helen", "skip_bad": False}
+    config.set_model_runs(params, "jasrnet", {"300w": ["lfw/test"], "helen": ["lfw/test"]})
+    with pytest.raises(ConfigError, match=r"runs: jasrnet: split 'lfw/test' is evaluated by runs trained "
                                           r"on 300w, helen and none on lfw"):
         config.validate(params)

@@ -1,4 +1,4 @@
-"""Profiles and params.yaml: every profile is complete and valid; params.yaml is in sync."""
+"""Profiles and params.yaml: every profile is complete and valid; params.yaml's `runs` is the DAG."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ def test_profile_is_complete_and_every_model_builds(name):
     from jasrbench.models import build
 
     params = config.load_profile(name)
-    dag = config.derive_dag(params)
+    dag = config.stages(params)
     assert dag["prepare"] and (dag["evaluate"] or dag["evaluate_untrained"])
     for model, entry in params["models"].items():
         e = config.model_entry(params, model)
@@ -61,34 +61,64 @@ def test_smoke_profile_covers_every_table_model():
             assert set(row.models) & models, f"smoke misses a model for row {row.label}"
 
 
-def test_committed_params_yaml_is_in_sync():
+def test_committed_params_yaml_is_the_smoke_profile_and_valid():
     assert main(["profile", "check"]) == 0
+    assert config.load_params(REPO_ROOT / "params.yaml") == config.load_profile("smoke", REPO_ROOT)
 
 
-def test_use_and_sync(tmp_path):
+def test_use_copies_the_profile(tmp_path):
     shutil.copytree(REPO_ROOT / "pipelines", tmp_path / "pipelines")
     params = config.use_profile("smoke", tmp_path, {"train.epochs": 3})
     text = (tmp_path / "params.yaml").read_text()
     loaded = yaml.safe_load(text)
     assert loaded["profile"] == "smoke" and loaded["train"]["epochs"] == 3
-    assert loaded["dag"] == config.derive_dag(params)
+    assert loaded["runs"] == config.load_profile("smoke", REPO_ROOT)["runs"] == params["runs"]
     assert "&" not in text and "*" not in text.replace("**", "")  # no YAML anchors in params.yaml
     assert not config.write_params(params, tmp_path)  # unchanged: not rewritten (DVC sees no change)
-    loaded["models"].pop("vdsr")
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(loaded))
-    assert main(["profile", "sync", "--root", str(tmp_path)]) == 0
-    synced = yaml.safe_load((tmp_path / "params.yaml").read_text())
-    assert "vdsr-300w" not in synced["dag"]["train"]
+
+
+def test_runs_entries_printed_for_a_model_are_the_profiles(capsys):
+    assert main(["profile", "runs", "superfan", "--on", "300w=300w/common,lfw/test"]) == 0
+    printed = yaml.safe_load(capsys.readouterr().out)["runs"]
+    smoke = config.load_profile("smoke", REPO_ROOT)["runs"]
+    assert set(printed) == {"pretrain", "train", "evaluate"}
+    for section, entries in printed.items():
+        assert entries == {k: v for k, v in smoke[section].items() if v["model"] == "superfan"}
+
+
+BAD_RUNS = [  # (edit of the smoke params, the message after "params.yaml: ")
+    (lambda r: r["train"]["superfan-300w"].update(code2="jasrbench/models/superfan.py"),
+     "runs.train.superfan-300w.code2 must be 'jasrbench/models/fsrnet.py', got 'jasrbench/models/superfan.py'"),
+    (lambda r: r["train"]["superfan-300w"].update(init="jasrbench/models/superfan.py"),
+     "runs.train.superfan-300w.init must be 'models/smoke/pretrain/superfan_fan-300w/fan.pt', got "),
+    (lambda r: r["train"].pop("jasrnet-300w"),
+     "runs.evaluate.jasrnet-300w-300w_common.run: no runs.train.jasrnet-300w trains the checkpoint it evaluates"),
+    (lambda r: r["train"].update({"vdsr-helen": {**r["train"]["vdsr-300w"], "dataset": "helen"}}),
+     "runs.train.vdsr-helen: dataset 'helen' not in data.datasets"),
+    (lambda r: r["evaluate_untrained"].update({"jasrnet-300w-300w_full": r["evaluate"]["jasrnet-300w-300w_common"]}),
+     "runs.evaluate_untrained.jasrnet-300w-300w_full: model 'jasrnet' has weights: evaluate it from runs.evaluate"),
+    (lambda r: r["pretrain"].clear(), "runs.train.superfan-300w: models.superfan.pretrain asks for "
+                                      "runs.pretrain.superfan_fan-300w, absent"),
+]
+
+
+@pytest.mark.parametrize(("edit", "message"), BAD_RUNS, ids=[m.split(":")[0] for _, m in BAD_RUNS])
+def test_a_runs_entry_that_does_not_match_the_code_is_named(edit, message):
+    params = config.load_profile("smoke", REPO_ROOT)
+    edit(params["runs"])
+    with pytest.raises(ConfigError) as err:
+        config.validate(params)
+    assert str(err.value).startswith(f"params.yaml: {message}"), str(err.value)
 
 
 def test_bad_profiles_are_named_errors(tmp_path):
     with pytest.raises(ConfigError, match="unknown profile 'gpu'"):
         config.load_profile("gpu")
     params = config.load_profile("smoke")
-    params["models"]["no_such_model"] = {"tables": [1], "train_on": {"300w": ["300w/common"]}}
+    params["models"]["no_such_model"] = {"tables": [1]}
     with pytest.raises(ConfigError, match="no_such_model"):
         config.validate(params)
     params = config.load_profile("smoke")
-    params["models"]["jasrnet"]["train_on"] = {"helen": ["helen/test"]}
-    with pytest.raises(ConfigError, match="helen"):
+    params["models"]["jasrnet"]["train_on"] = {"300w": ["300w/common"]}
+    with pytest.raises(ConfigError, match=r"models\.jasrnet\.train_on: replaced by the `runs` section"):
         config.validate(params)

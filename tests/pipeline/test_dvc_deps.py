@@ -36,7 +36,7 @@ def declared_deps(root: Path) -> dict[str, list[str]]:
 def required_code(root: Path) -> dict[str, list[str]]:
     """{stage address: every package file its command imports}, from ``root/params.yaml``'s dag."""
     params = config.load_params(root / "params.yaml")
-    dag = config.derive_dag(params)
+    dag = config.stages(params)
     required = {"collect": deps.stage_code([ENTRY["collect"]]), "report": deps.stage_code([ENTRY["report"]])}
     for section, items in dag.items():
         for key, item in items.items():

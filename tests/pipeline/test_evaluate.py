@@ -123,10 +123,11 @@ def test_subset_pairs_keeps_the_protocol(prepared_verify):
 
 def test_collect_merges_every_summary(prepared_root, tmp_path, monkeypatch):
     params = tiny_params(prepared_root)
-    params["models"] = {"bicubic": {"tables": [1], "train_on": {"300w": ["300w/common", "300w/challenge"]}}}
+    params["models"], params["runs"] = {"bicubic": {"tables": [1]}}, {}
+    config.set_model_runs(params, "bicubic", {"300w": ["300w/common", "300w/challenge"]})
     params["data"]["datasets"] = {"300w": params["data"]["datasets"]["300w"]}
     monkeypatch.chdir(tmp_path)
-    for item in config.derive_dag(params)["evaluate_untrained"].values():
+    for item in config.stages(params)["evaluate_untrained"].values():
         evaluate(item["model"], item["split"], item["out"], params)
     merged = collect(params, tmp_path)
     entry = merged["models"]["bicubic"]
@@ -144,8 +145,7 @@ def test_collect_merges_every_summary(prepared_root, tmp_path, monkeypatch):
 def test_lr64_trains_and_evaluates_on_64px_faces(prepared_root, tmp_path):
     """Table 2's top row end to end: training batches, validation and evaluation all use ×2 LR (64×64)."""
     params = tiny_params(prepared_root, epochs=1)
-    params["models"]["jasrnet_lr64"] = {"tables": [2], "overrides": {"n_feats": 16, "n_shared_blocks": 1},
-                                        "train_on": {"300w": ["300w/common"]}}
+    params["models"]["jasrnet_lr64"] = {"tables": [2], "overrides": {"n_feats": 16, "n_shared_blocks": 1}}
     train("jasrnet_lr64", "300w", params, tmp_path / "ckpt")
     history = pd.read_csv(tmp_path / "ckpt" / "history.csv")
     assert history["val_psnr"].notna().all() and history["val_nme"].notna().all()

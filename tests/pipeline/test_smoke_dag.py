@@ -86,7 +86,7 @@ def _metrics(repo: Path) -> dict:
 
 
 def test_every_declared_output_exists(smoke):
-    dag = config.derive_dag(smoke.params)
+    dag = config.stages(smoke.params)
     for item in dag["train"].values():
         assert (smoke.repo / item["out"] / "model.pt").is_file(), item["out"]
         # A finished run leaves no resume state (nothing a later rerun could resume), no temp files.

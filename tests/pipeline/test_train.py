@@ -182,7 +182,7 @@ def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_good_checkpoint(
 
 def test_untrainable_model_and_bad_train_config_are_named_errors(prepared_root, tmp_path):
     params = tiny_params(prepared_root)
-    params["models"]["bicubic"] = {"tables": [1], "train_on": {"300w": ["300w/common"]}}
+    params["models"]["bicubic"] = {"tables": [1]}
     with pytest.raises(ConfigError, match="no weights to train"):
         train("bicubic", "300w", params, tmp_path)
     with pytest.raises(ConfigError, match="unknown keys.*learning_rate"):

@@ -191,7 +191,9 @@ def tree_params(w300_root: Path, lfw_root: Path, prepared: Path) -> dict:
     params["evaluate"].update({"max_faces": 16, "bootstrap_resamples": 200, "pairs_per_fold": None})
     keep = {"bicubic": ["300w/common", "300w/challenge", "lfw/test"], "jasrnet": ["300w/common", "lfw/test"],
             "jasrnet_bl_sr": ["300w/common"], "jasrnet_bl_align": ["300w/common"]}
-    params["models"] = {m: {**params["models"][m], "train_on": {"300w": splits}} for m, splits in keep.items()}
+    params["models"], params["runs"] = {m: params["models"][m] for m in keep}, {}
+    for model, splits in keep.items():
+        config.set_model_runs(params, model, {"300w": splits})
     config.validate(params, "tests/report tree params")
     return params
 
@@ -245,7 +247,7 @@ def build_results_tree(mlflow_server: MlflowServer, prepared_300w_out: Path, w30
     times["prepare lfw"] = time.perf_counter() - t
     params = tree_params(w300_root, lfw_raw, prepared)
     config.write_params(params, root)
-    dag = config.derive_dag(params)
+    dag = config.stages(params)
 
     mlflow_server.wait_ready()
     # Paths are absolute; runs are tagged with the commit of the current directory's checkout.

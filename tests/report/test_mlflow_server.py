@@ -59,7 +59,7 @@ def sha256(path: Path) -> str:
 
 def tree_runs(tree) -> dict[str, dict]:
     """The tree's train and 300W-common evaluate DAG items of each logged model."""
-    dag = config.derive_dag(tree.params)
+    dag = config.stages(tree.params)
     items = {}
     for model in ABLATIONS:
         train = next(i for i in dag["train"].values() if i["model"] == model)

@@ -49,7 +49,7 @@ def test_report_stage_declared_last_with_its_deps_and_outs():
     stages = _dvc()["stages"]
     assert list(stages)[-1] == "report"
     stage = stages["report"]
-    assert stage["cmd"] == "jasrbench report --results results/${profile} --out results/${profile}"
+    assert stage["cmd"] == "python -m jasrbench report --results results/${profile} --out results/${profile}"
     deps = [d.split("#")[0].strip() for d in stage["deps"]]
     for dep in ("results/${profile}/metrics.json", "results/${profile}/eval", "results/${profile}/train",
                 "models/${profile}", "jasrbench/report"):
@@ -62,7 +62,7 @@ def test_report_stage_declared_last_with_its_deps_and_outs():
 def test_top_level_plots_name_files_every_profile_writes(profile):
     """The cross-model plots name CED and history files; each must be an output of the profile's DAG."""
     params = config.load_profile(profile, REPO_ROOT)
-    dag = config.derive_dag(params)
+    dag = config.stages(params)
     written = {f"{e['out']}/ced.csv" for e in dag["evaluate"].values()}
     written |= {f"{t['results']}/history.csv" for t in dag["train"].values()}
     plots = _dvc()["plots"]
