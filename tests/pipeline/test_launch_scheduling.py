@@ -1,0 +1,119 @@
+"""``jasrbench launch``'s scheduling on a small DVC pipeline of shell stages (seconds, not minutes).
+
+The benchmark's DAG is a chain through one prepared dataset; this diamond (a → b, c → d) shows
+what it cannot: independent stages going on past a failure (and being recorded in ``dvc.lock``),
+a downstream stage skipped when its upstream rerun wrote identical output (as ``dvc repro``
+does), and the GPU workers' slots and ``CUDA_VISIBLE_DEVICES`` (``--gpus`` on a CPU machine: the
+variable is set, no GPU is used). The end-to-end comparison with ``dvc repro`` on the real
+benchmark is ``test_launch.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+DVC_YAML = """\
+stages:
+  a:
+    cmd: python -c "open('a.txt', 'w').write(open('a.in').read())"
+    deps: [a.in]
+    outs: [a.txt]
+  b:
+    cmd: python -c "import sys; sys.exit(open('b.in').read().strip() == 'fail' and 'b told to fail')" && python -c "open('b.txt', 'w').write(open('a.txt').read() + 'b')"
+    deps: [a.txt, b.in]
+    outs: [b.txt]
+  c:
+    cmd: python -c "import os; open('c.txt', 'w').write(open('a.txt').read() + 'c'); print('c sees GPU', repr(os.environ['CUDA_VISIBLE_DEVICES']), 'threads', os.environ['OMP_NUM_THREADS'])"
+    deps: [a.txt]
+    outs: [c.txt]
+  d:
+    cmd: python -c "open('d.txt', 'w').write(open('b.txt').read() + open('c.txt').read())"
+    deps: [b.txt, c.txt]
+    outs: [d.txt]
+"""
+
+
+def _env() -> dict:
+    return {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+
+
+def _dvc(repo: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([str(Path(sys.executable).parent / "dvc"), *args], cwd=repo, env=_env(),
+                          capture_output=True, text=True, timeout=600)
+
+
+def _launch(repo: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "jasrbench", "launch", *args], cwd=repo, env=_env(),
+                          capture_output=True, text=True, timeout=600)
+
+
+def _status(repo: Path) -> set[str]:
+    done = _dvc(repo, "status", "--json")
+    assert done.returncode == 0, done.stderr
+    return set(json.loads(done.stdout))
+
+
+@pytest.fixture
+def repo(tmp_path):
+    (tmp_path / "dvc.yaml").write_text(DVC_YAML)
+    (tmp_path / "a.in").write_text("a")
+    (tmp_path / "b.in").write_text("ok")
+    assert _dvc(tmp_path, "init", "--no-scm", "-q").returncode == 0
+    return tmp_path
+
+
+def test_failure_stops_dependents_while_independent_stages_finish_and_are_recorded(repo):
+    (repo / "b.in").write_text("fail")
+    done = _launch(repo, "--workers", "2")
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "launch: failed: b\n" in done.stderr and "[b] b told to fail" in done.stderr, done.stderr
+    assert "launch: not run because an upstream stage failed: d" in done.stderr
+    assert "[d]" not in done.stdout and not (repo / "d.txt").exists()
+    assert "[c] c sees GPU '' threads" in done.stdout  # CPU only without --gpus
+    assert _status(repo) == {"b", "d"}  # a and c finished and are in dvc.lock
+    assert (repo / ".dvc" / "tmp" / "launch" / "b.log").read_text().endswith("b told to fail\n")
+
+    (repo / "b.in").write_text("ok")
+    again = _launch(repo, "--workers", "2")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "launch: b finished" in again.stdout and "launch: d finished" in again.stdout
+    assert "launch: a finished" not in again.stdout and "launch: c finished" not in again.stdout
+    assert _status(repo) == set()
+    assert (repo / "d.txt").read_text() == "abac"
+    repro = _dvc(repo, "repro")
+    assert repro.returncode == 0 and "Running stage" not in repro.stdout, repro.stdout
+
+
+def test_downstream_of_an_identical_rerun_is_skipped_like_dvc_repro(repo):
+    assert _launch(repo).returncode == 0
+    stamps = {name: (repo / f"{name}.txt").stat().st_mtime_ns for name in "bcd"}
+    # a's command changes but writes the same a.txt: b, c, d are queued, checked again, skipped.
+    (repo / "dvc.yaml").write_text(DVC_YAML.replace('python -c "open(', 'python -c "pass; open(', 1))
+    done = _launch(repo, "--workers", "2")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "launch: d after b, c (if still out of date then)" in done.stdout
+    assert "launch: a finished" in done.stdout
+    for name in "bcd":
+        assert f"[{name}] up to date after its upstream stages: skipped" in done.stdout
+        assert (repo / f"{name}.txt").stat().st_mtime_ns == stamps[name]
+    assert _status(repo) == set()
+    # a's output changes: everything downstream reruns.
+    (repo / "a.in").write_text("A")
+    done = _launch(repo, "--workers", "2")
+    assert done.returncode == 0 and "launch: 4 stages ran" in done.stdout, done.stdout + done.stderr
+    assert (repo / "d.txt").read_text() == "AbAc" and _status(repo) == set()
+
+
+def test_gpu_workers_set_cuda_visible_devices_and_share_slots(repo):
+    done = _launch(repo, "--gpus", "3", "--per-gpu", "2")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "1 GPU workers × 2 tasks" in done.stdout
+    cores = len(os.sched_getaffinity(0))
+    assert f"[c] c sees GPU '3' threads {max(1, cores // 2)}" in done.stdout
+    assert _status(repo) == set()
