@@ -13,7 +13,9 @@ Randomness is what the training loop always used: the epoch's order from
 ``generator(seed, epoch, copy)``, the augmentation of step ``s`` from
 ``generator(seed, epoch, s, 1)``, both on the CPU, so a batch depends only on
 (seed, epoch, step) — a resumed run sees exactly the batches an uninterrupted
-one sees, on any device.
+one sees, on any device. Under torchrun every rank builds that same global batch
+and keeps its slice (:func:`jasrbench.distributed.shard`), so N processes train
+on the faces one process trains on.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import torch
 from .data import degrade
 from .data.augment import AugmentConfig, augment_batch
 from .data.split import PreparedSplit
+from .distributed import shard
 
 
 def generator(*keys: int) -> torch.Generator:
@@ -41,12 +44,13 @@ class Batcher:
 
     def __init__(self, data: PreparedSplit, train_idx: np.ndarray, augment: AugmentConfig,
                  mirror: torch.Tensor | None, dev: torch.device, *, seed: int, batch_size: int,
-                 copies_per_epoch: float, scale: int = degrade.SCALE):
+                 copies_per_epoch: float, scale: int = degrade.SCALE, rank: int = 0, world_size: int = 1):
         if data.context is None:
             raise ValueError("the split has no context crops")
         self.augment, self.dev, self.seed, self.protocol = augment, dev, seed, data.protocol
         self.scale = int(scale)  # the model's LR→HR factor (8; 2 for jasrnet_lr64)
-        self.batch_size, self.copies = batch_size, copies_per_epoch
+        self.batch_size, self.copies = batch_size, copies_per_epoch  # the global batch, over all ranks
+        self.rank, self.world_size = rank, world_size
         self.num_faces = len(train_idx)
         self.context = self._to_device(torch.from_numpy(data.context))  # N×C×C×3 uint8
         self.points = self._to_device(torch.from_numpy(data.landmarks + data.context_offset))
@@ -77,6 +81,10 @@ class Batcher:
         return order[pos]
 
     def batch(self, epoch: int, step: int) -> dict[str, torch.Tensor]:
+        """This rank's slice of step ``step``'s global batch (all of it in one process)."""
+        return shard(self.global_batch(epoch, step), self.rank, self.world_size)
+
+    def global_batch(self, epoch: int, step: int) -> dict[str, torch.Tensor]:
         idx = self.indices(epoch, step)
         context = self.context[idx].permute(0, 3, 1, 2)  # B×3×C×C uint8 (a view: channels-last strides)
         hr, pts, vis = augment_batch(context, self.points[idx], self.visible[idx], self.augment,

@@ -42,14 +42,20 @@ def resolve_compile(value: bool | str, dev: torch.device) -> bool:
     raise ConfigError(f"train.compile must be true, false or auto, got {value!r}")
 
 
-def loss_function(model: FaceModel, dev: torch.device, precision: str, compile: bool = False) -> LossFn:
-    """``batch → losses`` (``{"total", "sr", "heatmap"}``, device tensors) for a resolved ``precision``."""
+def loss_function(model: FaceModel, dev: torch.device, precision: str, compile: bool = False,
+                  forward: torch.nn.Module | None = None) -> LossFn:
+    """``batch → losses`` (``{"total", "sr", "heatmap"}``, device tensors) for a resolved ``precision``.
+
+    ``forward``: the module to call (the DDP wrapper under torchrun; default ``model``); the loss is
+    always the model's own.
+    """
 
     layout = runtime.memory_format(dev, precision)
+    net = model if forward is None else forward
 
     def forward_loss(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         with runtime.autocast(dev, precision):
-            out = model(batch["lr"].contiguous(memory_format=layout))
+            out = net(batch["lr"].contiguous(memory_format=layout))
         return model.loss(out, batch)
 
     if compile:

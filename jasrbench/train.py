@@ -20,6 +20,14 @@ else fp32; :mod:`jasrbench.runtime`), torch.compile (``JASRBENCH_COMPILE``,
 validation batch are runtime settings (:mod:`jasrbench.settings`), outside the params
 and the run's fingerprint.
 
+Several processes (issue 13): ``torchrun --nproc_per_node N -m jasrbench train …``
+trains one model with DistributedDataParallel (:mod:`jasrbench.distributed`; NCCL
+on ``cuda:LOCAL_RANK``, gloo on the CPU). Every rank draws the one-process global
+batch and trains on its slice, so N processes train the model one process trains
+(``train.batch_size`` must divide by N); the finiteness check and the loss sums
+are collective; rank 0 alone validates, logs to MLflow and writes checkpoints and
+results; every rank resumes from ``last.pt``.
+
 Optimizer and schedule as the paper (``paper`` profile): Adam (lr 5e-5,
 β 0.9/0.999, weight decay 5e-4), ×0.5 at epochs 20 and 30, 40 epochs, batch 8.
 Memory layout and precision follow the hardware (:mod:`jasrbench.runtime`).
@@ -46,6 +54,7 @@ validation metrics, a DVC plot), ``train.json`` (final numbers, DVC metrics),
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import logging
@@ -61,7 +70,7 @@ import torch
 from tqdm import tqdm
 
 from . import config as cfgmod
-from . import deps, runtime, settings, tracking
+from . import deps, distributed, runtime, settings, tracking
 from . import step as stepmod
 from . import pretrained as pretrain_mod
 from .batcher import Batcher, generator
@@ -337,7 +346,8 @@ class ExtraTerms:
                               "is alignment-only here")
         if cfg.adversarial_weight > 0:
             layout = runtime.memory_format(dev, runtime.resolve_precision(cfg.precision, dev))
-            self.disc = adversarial.Discriminator(cfg.discriminator_width).to(dev).to(memory_format=layout)
+            disc = adversarial.Discriminator(cfg.discriminator_width).to(dev).to(memory_format=layout)
+            self.disc = distributed.sync_batchnorm(disc, dev)  # not DDP-wrapped: its gradients are averaged below
             self.disc_opt = torch.optim.Adam(self.disc.parameters(), lr=cfg.lr, betas=cfg.betas)
             self.disc_sched = torch.optim.lr_scheduler.MultiStepLR(self.disc_opt, cfg.milestones, cfg.gamma)
         if cfg.perceptual_weight > 0:
@@ -366,6 +376,7 @@ class ExtraTerms:
         loss = self.adv.discriminator_loss(self.disc(hr), self.disc(sr.detach()))
         self.disc_opt.zero_grad(set_to_none=True)
         loss.backward()
+        distributed.average_gradients(self.disc.parameters())
         self.disc_opt.step()
         return loss.detach()
 
@@ -388,14 +399,17 @@ class ExtraTerms:
 
 # --- one step and the state that survives a restart -------------------------------------------------
 def forward_loss(model: FaceModel, batch: dict[str, torch.Tensor], dev: torch.device,
-                 extra: ExtraTerms | None = None, precision: str = "fp32") -> dict[str, torch.Tensor]:
+                 extra: ExtraTerms | None = None, precision: str = "fp32",
+                 forward: torch.nn.Module | None = None) -> dict[str, torch.Tensor]:
     """The model's losses on a batch (eager): input in the hardware's layout, autocast at ``precision`` (loss in fp32).
 
     With ``extra`` active, the perceptual/adversarial terms are added and the SR
-    output is returned under ``"sr_output"`` for the discriminator step.
+    output is returned under ``"sr_output"`` for the discriminator step. ``forward``:
+    the module to call (the DDP wrapper under torchrun; default ``model``).
     """
+    net = model if forward is None else forward
     with runtime.autocast(dev, precision):
-        out = model(batch["lr"].contiguous(memory_format=runtime.memory_format(dev, precision)))
+        out = net(batch["lr"].contiguous(memory_format=runtime.memory_format(dev, precision)))
     losses = model.loss(out, batch)
     if extra is not None and extra.active:
         losses = extra.add(losses, out.sr.float(), batch["hr"])
@@ -408,6 +422,9 @@ class TrainState:
 
     The epoch's loss sums live on the device (float64) and are read on the host only by
     :meth:`check`, which also acts on the device-side record of the first non-finite loss.
+    Under torchrun each rank sums its slice's losses (means over the slice); :meth:`check`
+    gathers every rank's sums and first bad step in one collective and reports (and keeps
+    for a resume) their average over the ranks: the full batch's mean losses.
     """
 
     def __init__(self, model: FaceModel, optimizer: torch.optim.Optimizer, scheduler: Any, extra: ExtraTerms,
@@ -437,21 +454,31 @@ class TrainState:
         self.step += 1
 
     def check(self) -> tuple[int | None, float, dict[str, float]]:
-        """One host read: (first non-finite step of the epoch or None, its loss, mean losses so far)."""
-        first_bad, bad_value, sums = int(self.first_bad), float(self.bad_value), self.sums.tolist()
+        """One host read: (first non-finite step of the epoch or None, its loss, mean losses so far).
+
+        A collective under torchrun: every rank calls it at the same steps.
+        """
+        row = torch.cat([self.sums, self.first_bad.double().reshape(1), self.bad_value.double().reshape(1)])
+        rows = distributed.gather_rows(row).cpu()  # one row per rank (exact for one process)
+        self.checked_sums = (rows[:, :-2].sum(0) / len(rows)).tolist()
+        bad = [(int(r[-2]), float(r[-1])) for r in rows if r[-2] >= 0]
+        first_bad, bad_value = min(bad) if bad else (-1, 0.0)
         checked_from, self.checked = self.checked, self.step
         self.checked_range = (checked_from + 1, self.step)
-        means = {k: v / max(self.seen, 1) for k, v in zip(self.keys, sums)}
+        means = {k: v / max(self.seen, 1) for k, v in zip(self.keys, self.checked_sums)}
         return (None if first_bad < 0 else first_bad), bad_value, means
 
     def state_dict(self) -> dict[str, Any]:
+        """The resume state, taken right after a :meth:`check` (mid-epoch, it keeps the checked sums)."""
+        if self.step and self.checked != self.step:
+            raise RuntimeError("TrainState.state_dict mid-epoch must follow check()")
         return {
             "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(), "extra": self.extra.state_dict(),
             "rng_cpu": torch.get_rng_state(),
             "rng_cuda": torch.cuda.get_rng_state(self.dev) if self.dev.type == "cuda" else None,
             "epoch": self.epoch, "step": self.step, "history": self.history, "best": self.best,
-            "partial": {"sums": dict(zip(self.keys, self.sums.tolist())), "seen": self.seen} if self.step else None,
+            "partial": {"sums": dict(zip(self.keys, self.checked_sums)), "seen": self.seen} if self.step else None,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -466,7 +493,9 @@ class TrainState:
         self.history, self.best = list(state["history"]), state["best"]
         partial = state.get("partial")
         self.begin_epoch(reset=True)
-        if self.step and partial:  # the loss sums of the steps done before the interruption
+        # The loss sums of the steps done before the interruption; under torchrun every rank holds
+        # them, as check() averages over the ranks.
+        if self.step and partial:
             self.sums = torch.tensor([float(partial["sums"][k]) for k in self.keys], dtype=torch.float64,
                                      device=self.dev)
             self.seen = int(partial["seen"])
@@ -494,7 +523,12 @@ def train(
     cfg = TrainConfig.from_dict(train_dict)
     seed = int(params["seed"])
     rt = settings.load(device=device)  # runtime settings: not in the fingerprint below
-    dev = resolve_device(rt.device)
+    # Under torchrun: join the process group, on cuda:LOCAL_RANK (or the CPU). The run's fingerprint
+    # does not hold the process count: N processes train the model one process trains.
+    dev = distributed.setup(resolve_device(rt.device))
+    world, main = distributed.world_size(), distributed.is_main()
+    if cfg.batch_size % world:
+        raise ConfigError(f"train.batch_size={cfg.batch_size} does not split into {world} equal slices, one per process")
     precision = runtime.resolve_precision(cfg.precision, dev)
     runtime.configure_backends(dev)
     out_dir, results_dir = Path(out_dir), Path(results_dir or out_dir)
@@ -533,6 +567,7 @@ def train(
     if pretrain_mod.settings(params, model_name) is not None:
         model.load_pretrained(pretrain_mod.pretrained_file(params["profile"], model_name, model.pretrain_part, dataset))
     model = model.to(dev).to(memory_format=runtime.memory_format(dev, precision))
+    net = distributed.wrap(model, dev)  # what forward passes call: DDP under torchrun, else the model itself
     optimizer = stepmod.make_optimizer(model, cfg.lr, cfg.betas, cfg.weight_decay, dev)
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=cfg.milestones, gamma=cfg.gamma)
     extra = ExtraTerms(cfg, model, dev)
@@ -557,26 +592,31 @@ def train(
     ts = TrainState(model, optimizer, scheduler, extra, loss_keys, dev)
     last_path, best_path = out_dir / "last.pt", out_dir / "model.pt"
     state = resume_decision(last_path, fingerprint, cfg.epochs, resume)
+    distributed.barrier()  # every rank has read last.pt before rank 0 may replace it
     if state is not None:
         ts.load_state_dict(state)
         log.info("resuming %s in epoch %d after %d of its %d steps", model_name, ts.epoch + 1, ts.step,
                  steps_per_epoch)
-    else:
+    elif main:
         best_path.unlink(missing_ok=True)  # a fresh run never leaves another run's model.pt beside its own
     batcher = Batcher(data, train_idx, cfg.augment, mirror_t, dev, seed=seed, batch_size=cfg.batch_size,
-                      copies_per_epoch=cfg.copies_per_epoch, scale=model.scale)
+                      copies_per_epoch=cfg.copies_per_epoch, scale=model.scale, rank=distributed.rank(),
+                      world_size=world)
     # The extra terms need the SR output: they run eagerly. Everything else goes through step.loss_function.
     compiled = stepmod.resolve_compile(rt.compile, dev) and not extra.active and not closed_form
-    loss_fn = (stepmod.loss_function(model, dev, precision, compiled) if not extra.active
-               else lambda batch: forward_loss(model, batch, dev, extra, precision))
+    loss_fn = (stepmod.loss_function(model, dev, precision, compiled, forward=net) if not extra.active
+               else lambda batch: forward_loss(model, batch, dev, extra, precision, forward=net))
     hardware = runtime.describe(dev, precision, compiled)
+    if world > 1:
+        hardware["processes"] = world
 
     def save_resume_state() -> None:
-        """last.pt, written only after the finiteness check passed (so it is always a good state)."""
-        save_checkpoint(last_path, {
-            "format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "config_hash": chash,
-            "kind": "resume", "fingerprint": fingerprint, "finished": ts.epoch >= cfg.epochs, **ts.state_dict(),
-        })
+        """last.pt (by rank 0), written only after the finiteness check passed (so it is always a good state)."""
+        if main:
+            save_checkpoint(last_path, {
+                "format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "config_hash": chash,
+                "kind": "resume", "fingerprint": fingerprint, "finished": ts.epoch >= cfg.epochs, **ts.state_dict(),
+            })
 
     def check_finite(epoch: int) -> dict[str, float]:
         """Read the device-side sums; stop on the first non-finite loss, naming it and the steps checked."""
@@ -605,9 +645,11 @@ def train(
     experiment = tracking.train_experiment(params["profile"])
     steps_done_here = 0
     t_start = time.perf_counter()
-    with tracking.start_run(experiment, f"train {model_name} on {dataset}", tags,
-                            {**run_config, "params": n_params, **tracking.arch_params(entry["arch"], entry["overrides"]),
-                             "runtime": hardware}) as run:
+    # MLflow, the progress bar, validation and every file: rank 0 only.
+    tracked = (tracking.start_run(experiment, f"train {model_name} on {dataset}", tags,
+                                  {**run_config, "params": n_params, **tracking.arch_params(entry["arch"], entry["overrides"]),
+                                   "runtime": hardware}) if main else contextlib.nullcontext(tracking.Run()))
+    with tracked as run:
         run.log_split(split_path, data.metadata, len(data), "training", train_faces=len(train_idx), val_faces=len(val_idx))
         for epoch in range(ts.epoch, cfg.epochs):
             ts.epoch = epoch
@@ -615,7 +657,7 @@ def train(
             model.train()
             ran, t0, shown = 0, time.perf_counter(), time.perf_counter()
             bar = tqdm(total=steps_per_epoch, initial=ts.step, desc=f"{model_name} epoch {epoch + 1}/{cfg.epochs}",
-                       leave=False, dynamic_ncols=True, mininterval=2)
+                       leave=False, dynamic_ncols=True, mininterval=2, disable=not main)
             while ts.step < steps_per_epoch:
                 batch = batcher.batch(epoch, ts.step)
                 losses = loss_fn(batch)
@@ -630,8 +672,10 @@ def train(
                 stop = stop_after_steps is not None and steps_done_here >= stop_after_steps
                 checkpoint = (rt.checkpoint_every and ts.step % rt.checkpoint_every == 0
                               and ts.step < steps_per_epoch)
-                # Host reads only here: before any checkpoint, every check_every steps, or every few seconds.
-                if stop or checkpoint or ts.step - ts.checked >= cfg.check_every or time.perf_counter() - shown > 5:
+                # Host reads only here: before any checkpoint, every check_every steps, or every few seconds
+                # (not under torchrun: every rank must check at the same steps, and their clocks differ).
+                timed = world == 1 and time.perf_counter() - shown > 5
+                if stop or checkpoint or ts.step - ts.checked >= cfg.check_every or timed:
                     means = check_finite(epoch)
                     shown = time.perf_counter()
                     bar.set_postfix(loss=f"{means['total']:.4f}", img_s=f"{ran * cfg.batch_size / (shown - t0):.1f}")
@@ -646,7 +690,7 @@ def train(
             scheduler.step()
             extra.epoch_done()
             elapsed = time.perf_counter() - t0
-            metrics = validation_metrics(model, val, dev, rt.eval_batch_size)
+            metrics = distributed.from_main(lambda: validation_metrics(model, val, dev, rt.eval_batch_size))
             row = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"],
                    **{f"loss_{k}": v for k, v in means.items()},
                    "img_per_s": ran * cfg.batch_size / elapsed if elapsed > 0 else float("nan"), **metrics}
@@ -655,7 +699,8 @@ def train(
             score = sign * metrics[metric_key]
             if best is None or score > best["score"]:
                 ts.best = best = {"score": score, "epoch": epoch + 1, "metrics": metrics}
-                save_checkpoint(best_path, best_payload(epoch + 1, metrics))
+                if main:
+                    save_checkpoint(best_path, best_payload(epoch + 1, metrics))
             ts.epoch, ts.step = epoch + 1, 0
             save_resume_state()
             run.log_metrics({k: v for k, v in row.items() if k != "epoch" and math.isfinite(v)}, step=epoch + 1)
@@ -665,7 +710,7 @@ def train(
         history, best = ts.history, ts.best
         if best is None:
             raise ConfigError(f"{model_name}: train.epochs={cfg.epochs} trains nothing")
-        if not best_path.exists():
+        if main and not best_path.exists():
             raise JasrbenchError(f"{best_path} is missing although training finished; rerun without --resume")
         throughput = [r["img_per_s"] for r in history if math.isfinite(r.get("img_per_s", float("nan")))]
         summary = {
@@ -677,16 +722,18 @@ def train(
             "img_per_s": float(np.median(throughput)) if throughput else None,
             **hardware, "config_hash": chash, "fingerprint": fingerprint["id"],
         }
-        results_dir.mkdir(parents=True, exist_ok=True)
-        with atomic_path(results_dir / "history.csv") as tmp:
-            pd.DataFrame(history).to_csv(tmp, index=False, float_format="%.6g")
-        atomic_write_json(results_dir / "train.json", {k: v for k, v in summary.items() if v is not None})
-        _write_samples(model_name, best_path, val, dev, results_dir / "samples.png")
-        run.log_metrics({k: v for k, v in summary.items() if k.startswith("best_")})
-        run.tag_checkpoint(best_path)
-        for name in ("history.csv", "train.json", "samples.png"):
-            run.log_artifact(results_dir / name)
-        retire_resume_state(last_path)
+        if main:
+            results_dir.mkdir(parents=True, exist_ok=True)
+            with atomic_path(results_dir / "history.csv") as tmp:
+                pd.DataFrame(history).to_csv(tmp, index=False, float_format="%.6g")
+            atomic_write_json(results_dir / "train.json", {k: v for k, v in summary.items() if v is not None})
+            _write_samples(model_name, best_path, val, dev, results_dir / "samples.png")
+            run.log_metrics({k: v for k, v in summary.items() if k.startswith("best_")})
+            run.tag_checkpoint(best_path)
+            for name in ("history.csv", "train.json", "samples.png"):
+                run.log_artifact(results_dir / name)
+            retire_resume_state(last_path)
+        distributed.barrier()  # the other ranks wait until rank 0 has written the results
         log.info("%s: best epoch %d (%s), %.1f s", model_name, best["epoch"], metric_key, time.perf_counter() - t_start)
     return summary
 
@@ -722,7 +769,11 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     params = cfgmod.load_profile(args.profile) if args.profile else cfgmod.load_params(args.params)
-    summary = train(args.model, args.dataset, params, args.out, args.results, prepared=args.prepared,
-                    resume=args.resume, device=args.device, stop_after_steps=args.stop_after_steps)
-    print(json.dumps(summary, indent=2, default=str))
+    try:
+        summary = train(args.model, args.dataset, params, args.out, args.results, prepared=args.prepared,
+                        resume=args.resume, device=args.device, stop_after_steps=args.stop_after_steps)
+        if distributed.is_main():
+            print(json.dumps(summary, indent=2, default=str))
+    finally:
+        distributed.shutdown()
     return 0
