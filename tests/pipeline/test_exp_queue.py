@@ -115,9 +115,13 @@ def test_two_queued_experiments_run_two_at_a_time_and_log_to_one_store(tmp_path,
     _mini_300w(w300_root, tmp_path / "shared" / "datasets" / "300W")
     repo = _git_repo(tmp_path, reduced_params())
     assert "linked" in _run(repo, sys.executable, "-m", "jasrbench", "profile", "link")
-    for name, lr in LRS.items():
-        _dvc(repo, "exp", "run", "--queue", "-n", name, "-S", f"train.lr={lr}")
-    _dvc(repo, "queue", "start", "-j", "2")
+    for name, lr in LRS.items():  # up to `collect` (the report stage adds minutes and nothing to check here)
+        _dvc(repo, "exp", "run", "--queue", "-n", name, "-S", f"train.lr={lr}", "collect")
+    # The workers outlive `dvc queue start` and keep its output open: a file, not a pipe, takes it.
+    with open(tmp_path / "queue-start.log", "w") as log:
+        started = subprocess.run([str(Path(sys.executable).parent / "dvc"), "queue", "start", "-j", "2"], cwd=repo,
+                                 env=_env(), stdout=log, stderr=subprocess.STDOUT, timeout=300)
+    assert started.returncode == 0, (tmp_path / "queue-start.log").read_text()[-3000:]
     deadline = time.monotonic() + 1500
     while time.monotonic() < deadline:
         status = _dvc(repo, "queue", "status")
@@ -135,9 +139,9 @@ def test_two_queued_experiments_run_two_at_a_time_and_log_to_one_store(tmp_path,
         collected = metrics["results/smoke/metrics.json"]["data"]
         assert set(collected["models"]) == set(MODELS)
         assert metrics["results/smoke/train/edsr-300w/train.json"]["data"]["best_val_psnr"] > 0
-    psnr = {n: shown[n]["metrics"]["results/smoke/metrics.json"]["data"]["models"]["edsr"]["300w/common"]["psnr"]["mean"]
-            for n in LRS}
-    assert psnr["lr-low"] != psnr["lr-high"], "two learning rates, one result"
+    # (300W common needs HELEN's test faces, not in this small raw folder: its evaluations say "unavailable".)
+    loss = {n: shown[n]["metrics"]["results/smoke/train/edsr-300w/train.json"]["data"]["final_loss"] for n in LRS}
+    assert loss["lr-low"] != loss["lr-high"], "two learning rates, one result"
 
     # One store, in the repository (the temporary workspaces are gone), holding both training runs.
     assert (repo / "mlflow.db").is_file() and not list((repo / ".dvc" / "tmp" / "exps").glob("*/mlflow.db"))
