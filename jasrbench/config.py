@@ -340,6 +340,9 @@ def check_runs(params: dict[str, Any], where: str = PARAMS_FILE) -> None:
         raise ConfigError(f"{where}: runs: expected a mapping with {', '.join(RUN_SECTIONS)}")
     for section in sorted(set(runs) - set(RUN_SECTIONS)):
         raise ConfigError(f"{where}: runs.{section}: unknown section; known: {', '.join(RUN_SECTIONS)}")
+    for section in RUN_SECTIONS:
+        if not isinstance(runs.get(section), dict):
+            raise ConfigError(f"{where}: runs.{section}: required, a mapping (may be {{}}: dvc.yaml loops over it)")
     datasets = params["data"].get("datasets", {})
 
     def model_of(key: str, entry: dict[str, Any]) -> tuple[str, bool]:
