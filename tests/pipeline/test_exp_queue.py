@@ -173,7 +173,8 @@ def test_set_param_of_a_dag_key_changes_the_stage_list(tmp_path):
     extra = config.runs_for(params, "edsr", {"300w": ["300w/challenge"]})["evaluate"]
     (key, entry), = extra.items()
     flow = "{" + ", ".join(f"{k}: {v}" for k, v in entry.items()) + "}"
-    apply_overrides(str(repo / "params.yaml"), ["runs.evaluate_untrained={}", f"+runs.evaluate.{key}={flow}"])
+    apply_overrides(str(repo / "params.yaml"),
+                    ["~runs.evaluate_untrained.bicubic-300w-300w_common", f"+runs.evaluate.{key}={flow}"])
     after = stage_names()
     assert after == (before - {s for s in before if s.startswith("evaluate_untrained@")}) | {f"evaluate@{key}"}
     config.load_params(repo / "params.yaml")  # still a valid profile: the new entry matches the code
