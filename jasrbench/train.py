@@ -687,11 +687,12 @@ def train(
                     save_resume_state()
             means = check_finite(epoch)
             bar.close()
+            lr_used = optimizer.param_groups[0]["lr"]  # the epoch's rate, read before the schedule moves on
             scheduler.step()
             extra.epoch_done()
             elapsed = time.perf_counter() - t0
             metrics = distributed.from_main(lambda: validation_metrics(model, val, dev, rt.eval_batch_size))
-            row = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"],
+            row = {"epoch": epoch + 1, "lr": lr_used,
                    **{f"loss_{k}": v for k, v in means.items()},
                    "img_per_s": ran * cfg.batch_size / elapsed if elapsed > 0 else float("nan"), **metrics}
             history, best = ts.history, ts.best

@@ -44,6 +44,10 @@ def test_training_outputs_and_determinism(prepared_root, tmp_path):
         assert list(history["epoch"]) == [1, 2]
         assert {"loss_total", "loss_sr", "loss_heatmap", "val_psnr", "val_ssim", "val_nme", "img_per_s"} <= set(history)
         assert history[["loss_total", "val_psnr", "val_nme"]].notna().all().all()
+        # Each row's lr is the rate that epoch trained with (MultiStepLR: ×gamma once epoch index ≥ a milestone).
+        t = params["train"]
+        expected_lr = [t["lr"] * t["gamma"] ** sum(e - 1 >= m for m in t["milestones"]) for e in history["epoch"]]
+        assert history["lr"].tolist() == pytest.approx(expected_lr)
     a, b = tmp_path / "a" / "ckpt" / "model.pt", tmp_path / "b" / "ckpt" / "model.pt"
     assert _same_state(_state(a), _state(b)), "two runs with the same seed must give the same weights (CPU)"
     assert runs[0]["best_val_psnr"] == runs[1]["best_val_psnr"] and runs[0]["best_val_nme"] == runs[1]["best_val_nme"]
