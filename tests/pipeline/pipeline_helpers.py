@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import os
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -36,3 +37,25 @@ def cli_env() -> dict:
     env["JASRBENCH_MLFLOW"] = "0"
     env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
     return env
+
+
+def copy_repo(dest: Path, extra: tuple[str, ...] = ()) -> None:
+    """What a clone holds of the package, the profiles and the DAG (this checkout's working tree), plus ``extra``."""
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z", "--", "jasrbench", "pipelines",
+                            "dvc.yaml", ".dvcignore", "results/model_costs.csv", *extra],
+                           cwd=REPO_ROOT, capture_output=True, check=True).stdout
+    for name in filter(None, files.decode().split("\0")):
+        if (REPO_ROOT / name).is_file():
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO_ROOT / name, dest / name)
+
+
+def mini_300w(w300_root: Path, dest: Path, train_faces: int, test_faces: int) -> Path:
+    """A raw 300W folder of real faces: the first LFPW training and test images (linked, with their .pts)."""
+    for subset, count in (("lfpw/trainset", train_faces), ("lfpw/testset", test_faces)):
+        (dest / subset).mkdir(parents=True)
+        for pts in sorted((w300_root / subset).glob("*.pts"))[:count]:
+            image = next(p for p in pts.parent.glob(pts.stem + ".*") if p.suffix != ".pts")
+            for src in (pts, image):
+                (dest / subset / src.name).symlink_to(src)
+    return dest

@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 import pytest
+from pipeline_helpers import copy_repo, mini_300w
 
 from jasrbench import config
 from jasrbench.paths import REPO_ROOT
@@ -32,24 +33,11 @@ LRS = {"lr-low": 1.0e-4, "lr-high": 5.0e-4}
 
 
 def _copy_repo(dest: Path) -> None:
-    """What a clone holds of the package, the profiles and the DAG (this checkout's working tree)."""
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z", "--", "jasrbench", "pipelines",
-                            "dvc.yaml", ".dvcignore", ".gitignore", "results/model_costs.csv"],
-                           cwd=REPO_ROOT, capture_output=True, check=True).stdout
-    for name in filter(None, files.decode().split("\0")):
-        if (REPO_ROOT / name).is_file():
-            (dest / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(REPO_ROOT / name, dest / name)
+    copy_repo(dest, (".gitignore",))
 
 
-def _mini_300w(w300_root: Path, dest: Path) -> None:
-    """A raw 300W folder of real faces: the first LFPW training and test images (linked, with their .pts)."""
-    for subset, count in (("lfpw/trainset", TRAIN_FACES), ("lfpw/testset", TEST_FACES)):
-        (dest / subset).mkdir(parents=True)
-        for pts in sorted((w300_root / subset).glob("*.pts"))[:count]:
-            image = next(p for p in pts.parent.glob(pts.stem + ".*") if p.suffix != ".pts")
-            for src in (pts, image):
-                (dest / subset / src.name).symlink_to(src)
+def _mini_300w(w300_root: Path, dest: Path) -> Path:
+    return mini_300w(w300_root, dest, TRAIN_FACES, TEST_FACES)
 
 
 def reduced_params() -> dict:

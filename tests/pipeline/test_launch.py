@@ -26,6 +26,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from pipeline_helpers import copy_repo, mini_300w
 import yaml
 
 from jasrbench import config
@@ -38,25 +39,11 @@ TRAIN_FACES, TEST_FACES = 40, 16
 
 
 def _copy_repo(dest: Path) -> None:
-    """What a clone holds of the package, the profiles and the DAG (this checkout's working tree)."""
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z", "--", "jasrbench", "pipelines",
-                            "dvc.yaml", ".dvcignore", "results/model_costs.csv"],
-                           cwd=REPO_ROOT, capture_output=True, check=True).stdout
-    for name in filter(None, files.decode().split("\0")):
-        if (REPO_ROOT / name).is_file():
-            (dest / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(REPO_ROOT / name, dest / name)
+    copy_repo(dest)
 
 
 def _mini_300w(w300_root: Path, dest: Path) -> Path:
-    """A raw 300W folder of real faces: the first LFPW training and test images (linked, with their .pts)."""
-    for subset, count in (("lfpw/trainset", TRAIN_FACES), ("lfpw/testset", TEST_FACES)):
-        (dest / subset).mkdir(parents=True)
-        for pts in sorted((w300_root / subset).glob("*.pts"))[:count]:
-            image = next(p for p in pts.parent.glob(pts.stem + ".*") if p.suffix != ".pts")
-            for src in (pts, image):
-                (dest / subset / src.name).symlink_to(src)
-    return dest
+    return mini_300w(w300_root, dest, TRAIN_FACES, TEST_FACES)
 
 
 def reduced_params(raw: Path) -> dict:
