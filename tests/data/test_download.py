@@ -112,9 +112,11 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             if st.drops == 0 and st.then:
                 st.mode = st.then
+        # Recorded before writing: the client can finish reading (and the test
+        # assert) before this handler thread runs another line after the write.
+        record["sent"] = len(payload)
         self.wfile.write(payload)
         self.wfile.flush()
-        record["sent"] = len(payload)
 
 
 @pytest.fixture(scope="module")
