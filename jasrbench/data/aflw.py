@@ -1,38 +1,12 @@
 """AFLW (Koestinger et al. 2011) as AFLW-19: 21 points without the ears, face boxes, SBR's split.
 
-Three sources are read, the first one found under ``--raw`` wins:
-
-1. ``AFLWinfo_release.mat`` (Zhu et al., CCL, CVPR 2016; the file SBR, LAB and
-   the JASRNet paper's AFLW protocol start from): ``data`` N×38 (x1…x19,
-   y1…y19), ``bbox`` N×4 (left, right, top, bottom), ``mask_new`` N×19
-   (1 = visible), ``nameList`` (image paths relative to AFLW's ``flickr/``),
-   ``ra`` (a 1-based permutation of the N = 24,386 faces). Split as SBR
-   (Dong et al. CVPR 2018): the first 20,000 faces of ``ra`` train, the
-   remaining 4,386 test ("AFLW-Full").
-2. SBR's list files ``train.GTB`` / ``test.GTB`` (in ``--raw`` or
-   ``--raw/AFLW_lists``): one face per line, ``image_path annotation_path x1
-   y1 x2 y2 [face_size]``; each annotation file holds the visible points as
-   lines ``NN x y True`` (``NN`` 1-based point index, absent points are not
-   visible). Paths that do not exist as written are looked up under
-   ``--raw`` by their trailing components.
-3. The official ``aflw.sqlite`` (tables Faces, FaceImages, FaceRect,
-   FeatureCoords): 21 feature ids per face, of which ids 13 (LeftEar) and 17
-   (RightEar) are dropped — the other 19 keep AFLW's id order; a point is
-   visible iff it has a FeatureCoords row; the box is FaceRect (x, y, w, h →
-   x, y, x + w, y + h). The database holds no train/test split (SBR's is
-   defined on CCL's 24,386 faces by ``ra``), so this source yields one split,
-   ``all``; ``train``/``test`` are reported unavailable with the reason.
-
-Coordinates are used as given, as 0-based pixel centres (as SBR does).
-Invisible points carry whatever coordinates the source has (0 where it has
-none) and are masked by ``visible``. A *visible* point outside the
-photograph cannot have been seen: ``prepare`` marks it invisible (counted in
-the summary) instead of failing — AFLW's own rule is that unseen points are
-not annotated.
-
-Face names: ``IMAGE_PATH_WITHOUT_SUFFIX-ROW`` (e.g. ``3/image00002-00017``),
-where ROW is the face's row in the .mat / line in the list / ``face_id`` in
-the database: unique within the dataset.
+Three sources, the first found under ``--raw`` wins: CCL's ``AFLWinfo_release.mat``
+(:func:`read_mat`), SBR's ``train.GTB``/``test.GTB`` lists (:func:`read_lists`) and the official
+``aflw.sqlite`` (:func:`read_sqlite`, which has no split, so only ``all`` is built). Coordinates
+are 0-based pixel centres as given; invisible points are masked by ``visible``, and a visible
+point outside the photograph is marked invisible by ``prepare`` (AFLW annotates no unseen point).
+Face names: ``IMAGE_PATH_WITHOUT_SUFFIX-ROW`` (e.g. ``3/image00002-00017``), ROW being the face's
+row, line or ``face_id`` in its source.
 """
 
 from __future__ import annotations
@@ -105,6 +79,12 @@ def _check_points(points: np.ndarray, visible: np.ndarray, where: Path, what: st
 # ---------------------------------------------------------------- .mat (CCL)
 
 def read_mat(mat: Path, raw: Path, bad: BadInput, train_faces: int = TRAIN_FACES) -> DatasetPlan:
+    """CCL's ``AFLWinfo_release.mat`` (Zhu et al. CVPR 2016), split as SBR (Dong et al. CVPR 2018).
+
+    ``data`` N×38 (x1…x19, y1…y19), ``bbox`` N×4 (left, right, top, bottom), ``mask_new`` N×19
+    (1 = visible), ``nameList`` (paths under ``flickr/``), ``ra`` (a 1-based permutation of the
+    24,386 faces): its first ``train_faces`` (20,000) train, the other 4,386 test ("AFLW-Full").
+    """
     from scipy.io import loadmat
 
     try:
@@ -240,6 +220,11 @@ def read_sbr_points(path: Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 def read_lists(lists: dict[str, Path], raw: Path, bad: BadInput) -> DatasetPlan:
+    """SBR's ``train.GTB``/``test.GTB``: lines ``image_path annotation_path x1 y1 x2 y2 [face_size]``.
+
+    Each annotation file lists the visible points (:func:`read_sbr_points`); paths that do not
+    exist as written are looked up under ``raw`` by their trailing components.
+    """
     splits: dict[str, list[FaceRecord]] = {}
     root = image_root(raw)
     for split, list_file in lists.items():
@@ -282,6 +267,12 @@ def read_lists(lists: dict[str, Path], raw: Path, bad: BadInput) -> DatasetPlan:
 # ---------------------------------------------------------------- official sqlite
 
 def read_sqlite(db: Path, raw: Path, bad: BadInput) -> DatasetPlan:
+    """The official ``aflw.sqlite`` (Faces, FaceImages, FaceRect, FeatureCoords): one split, ``all``.
+
+    Of the 21 feature ids, 13 (LeftEar) and 17 (RightEar) are dropped, the other 19 keep AFLW's
+    order; a point is visible iff it has a FeatureCoords row; the box is FaceRect (x, y, w, h).
+    SBR's split is defined on CCL's faces, so ``train``/``test`` are reported unavailable.
+    """
     try:
         con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
     except sqlite3.Error as exc:

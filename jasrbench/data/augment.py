@@ -1,18 +1,12 @@
 """On-the-fly batched augmentation from the prepared context crops (DESIGN §2 item 4).
 
-The paper made 15 augmented copies of every training face offline (random
-scale, rotation, horizontal flip). Here the same family of transforms is drawn
-per face per step, on the device, in one ``grid_sample`` call per batch: each
-face is warped out of its context crop (same centre and pixel scale as the HR
-crop, 1.5× larger, so rotations leave no black corners), the HR-sized centre
-is kept, and the landmarks move with the pixels (a flip also relabels them with
-the mirror permutation). The LR is then made from the augmented HR in torch
-(:func:`jasrbench.data.degrade.make_lr`), exactly as the stored LR was made.
-
-The identity transform reproduces the stored HR crop exactly, so an
-augmentation-free profile trains on the same pixels ``evaluate`` sees.
-All randomness comes from the ``torch.Generator`` passed in, so a run seeded
-per (epoch, step) is reproducible and resumable.
+The paper made 15 augmented copies per face offline (scale, rotation, flip); here the same
+transforms are drawn per face per step, on the device, in one ``grid_sample`` per batch. Faces
+are warped out of their 1.5× context crop (no black corners after rotation), landmarks move
+with the pixels (a flip relabels them by the mirror permutation), and the LR is made from the
+augmented HR by :func:`jasrbench.data.degrade.make_lr`, as the stored LR was. The identity
+transform reproduces the stored HR crop exactly; all randomness comes from the generator
+passed in, so a run seeded per (epoch, step) is reproducible and resumable.
 """
 
 from __future__ import annotations

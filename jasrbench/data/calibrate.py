@@ -1,17 +1,10 @@
-"""``jasrbench calibrate``: the Bicubic row on 300W common over a grid of crop margins × protocols × JPEG.
+"""``jasrbench calibrate``: the Bicubic row on 300W common over crop margins × protocols × LR JPEG.
 
-The Bicubic row needs no training, so it isolates the degradation protocol: for each margin the
-554 common-test faces are cropped once (each photograph decoded once for the whole grid), and for
-each protocol kernel (``paper``: non-antialiased cubic a = −0.75; ``clean``: antialiased bicubic)
-and each JPEG setting of the LR, the LR is made, bicubic-upsampled by the same protocol and scored
-with the suite's metrics (Y PSNR/SSIM inside the face box, :mod:`jasrbench.metrics.image_quality`).
-
-Writes (atomically) ``<out>/bicubic_300w_common.csv`` (one row per margin × protocol × JPEG:
-mean PSNR and SSIM, their distance from the paper's 21.36 / 0.594 and whether both are within
-the tolerance 0.25 dB / 0.01) and ``<out>/bicubic_300w_common.png`` (PSNR and SSIM against the
-margin, the paper's values as horizontal lines, the chosen ``paper`` margin as a vertical line).
-The ``paper`` protocol's margin (:data:`jasrbench.data.protocols.PAPER_MARGIN`) is the grid's
-best joint fit without JPEG; this command prints the best one so the choice can be rechecked.
+The Bicubic row needs no training, so it isolates the degradation protocol. For each grid point
+the LR is made and bicubic-upsampled by the protocol and scored with the suite's metrics; the
+results go to ``<out>/bicubic_300w_common.csv`` (distance from the paper's 21.36 / 0.594, and
+whether both are within 0.25 dB / 0.01) and ``.png``. The command prints the grid's best joint
+fit without JPEG, so the choice of :data:`jasrbench.data.protocols.PAPER_MARGIN` can be rechecked.
 """
 
 from __future__ import annotations

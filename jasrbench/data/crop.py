@@ -1,22 +1,13 @@
 """Square face crops (DESIGN §2 item 1): one rule for every dataset.
 
-The crop of a face is a square of side ``margin × max(w, h)`` of its face box
-(the landmark min/max box, or a dataset's annotated box), centred on the box,
-resized to HR 128×128. The margin belongs to the degradation protocol
-(:mod:`jasrbench.data.protocols`): ``paper`` uses the calibrated margin that
-puts the Bicubic row on the paper's, ``clean`` uses ``MARGIN = 1.3``, which keeps
-the whole head region (brows to chin, ear to ear) with a little background; it
-also matches LFW's images, which are 2.2 × a Viola–Jones box around the face: a
-central square of 250/2.2 × 1.3 ≈ 148 px. (The recognizers' face windows are
-expressed in 1.3 crops; evaluation rescales them to a split's margin.)
-
-Crops are rendered through a larger *context* square with the same centre and
-pixel scale (side × ``CONTEXT_FACTOR``) so that training can rotate and scale
-faces on the fly without black corners; the HR crop is the context's central
-128×128, by construction. The source square is rounded to whole pixels, the
-outside of the photograph is black, the resampling is antialiased bicubic
-(:func:`jasrbench.data.degrade.resize_bicubic`), and the exact pixel mapping
-is returned so landmarks move with the pixels.
+A crop is a square of side ``margin × max(w, h)`` of the face box, centred on it, resized to HR
+128×128; the margin belongs to the degradation protocol (:mod:`jasrbench.data.protocols`;
+``clean``'s ``MARGIN = 1.3`` keeps brows to chin, ear to ear). Crops are rendered through a
+larger *context* square (same centre and pixel scale, × ``CONTEXT_FACTOR``) so training can
+rotate and scale on the fly without black corners; the HR crop is its central 128×128. The
+outside of the photograph is black, resampling is antialiased bicubic, and the pixel mapping
+is returned so landmarks move with the pixels. (The recognizers' face windows are expressed in
+1.3 crops; evaluation rescales them to a split's margin.)
 """
 
 from __future__ import annotations

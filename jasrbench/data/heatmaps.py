@@ -1,17 +1,10 @@
-"""Landmark heatmaps: encoding as the authors did it, and decoding (DESIGN §2 item 5, §3).
+"""Landmark heatmaps: encoding as the authors' code does it, and decoding (DESIGN §2 item 5, §3).
 
-Encoding (JASRNet's official implementation): one Gaussian per point on an
-``size × size`` grid whose cell ``i`` sits at ``i·stride + (stride − 1)/2`` in
-HR pixels (3.5 for the 16×16 grid of stride 8), σ = 4.0 HR pixels, values
-below 0.01 set to 0, plus one background channel ``1 − max`` over the points.
-Points that are invisible or outside the image get an all-zero map and are
-masked out of the loss (the mask has K + 1 entries; background always counts).
-
-Decoding: per point, the argmax cell, then a soft-argmax (value-weighted mean
-of cell centres) in a 9×9 window around it, mapped back to HR pixels with the
-same ``i·stride + (stride − 1)/2`` rule. Fully batched, no Python loops.
-
-Coordinates everywhere are 0-based pixel centres (x, y) in the HR image.
+Encoding (JASRNet's released code): one Gaussian per point, σ = 4 HR pixels, on a grid whose cell
+``i`` sits at ``i·stride + (stride − 1)/2`` HR pixels, values below 0.01 set to 0, plus a
+background channel ``1 − max``; invisible or outside points get an all-zero map and are masked
+out of the loss (background always counts). Decoding: argmax cell, then a soft-argmax in a 9×9
+window, mapped back by the same rule; batched. Coordinates are 0-based pixel centres (x, y).
 """
 
 from __future__ import annotations

@@ -1,28 +1,14 @@
 """HELEN with its own 194-point annotation (Le et al., ECCV 2012) and FSRNet's split.
 
-Official release layout (http://www.ifp.illinois.edu/~vuongle2/helen/): the
-photographs in five parts (``helen_1/`` … ``helen_5/``, or any other folders:
-every image under the root is indexed by its stem), and ``annotation/`` with
-one text file per face, ``1.txt`` … ``2330.txt``: the image name (stem, e.g.
-``100032540_1``) on the first line, then 194 lines ``x , y``. The coordinates
-are used as they are, as 0-based pixel centres (the release states no
-convention; readers of HELEN, e.g. dlib's, use them unchanged).
+Layout: images anywhere under the root (indexed by stem) and ``annotation/1.txt`` …
+``2330.txt`` (image stem, then 194 lines ``x , y``, used as 0-based pixel centres). Split as
+FSRNet (Chen et al. CVPR 2018): the last 50 annotation files in numeric order are the test set,
+decided before any bad file is skipped so a skip never moves a face between splits. The release
+has no flip permutation; :func:`estimate_mirror` derives one from the mean training shape and
+accepts it only if it is an involution (the summary records that it was estimated).
 
-Split (FSRNet, Chen et al. CVPR 2018, "the last 50 images for testing, the
-rest for training"): "last" is the order of the release's annotation files
-sorted by their number (``1.txt`` < ``2.txt`` < … < ``2330.txt``, numeric, not
-lexicographic; non-numeric names sort after the numbered ones,
-alphabetically). The test set is the last 50 annotation *files* — decided
-before any bad file is skipped, so a skipped file never moves a face from
-train to test.
-
-194-point markup, 0-based index ranges: jaw 0–40, nose 41–57, outer upper lip
-58–71, outer lower lip 72–85, inner lips 86–113, one eye 114–133, the other
-134–153, one brow 154–173, the other 174–193. The release documents no
-horizontal-flip permutation; :func:`estimate_mirror` derives it from the mean
-training shape (per group, a minimum-cost assignment of the flipped mean
-points onto the mean points), accepts it only if it is an involution, and the
-summary records that it was estimated.
+194-point markup, 0-based ranges: jaw 0–40, nose 41–57, outer upper lip 58–71, outer lower lip
+72–85, inner lips 86–113, eyes 114–133 and 134–153, brows 154–173 and 174–193.
 """
 
 from __future__ import annotations

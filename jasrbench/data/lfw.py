@@ -1,14 +1,9 @@
-"""LFW's layout and View-2 verification protocol (``pairs.txt``).
+"""LFW's layout and View-2 verification protocol (``pairs.txt``), for ``jasrbench prepare lfw``.
 
-Layout: ``ROOT/NAME/NAME_0001.jpg``. ``pairs.txt``: a header ``FOLDS N``, then
-for each fold N same-person lines ``name n1 n2`` followed by N different-person
-lines ``name1 n1 name2 n2`` (tab- or space-separated). The same reader serves
-LFW itself and ``../shared/datasets/verify`` (a real set in LFW's exact format).
-
-:func:`read_lfw` reads such a folder for ``jasrbench prepare lfw``: every
-``NAME/NAME_NNNN.jpg`` is a face (identity ``NAME``, no landmarks), the pairs
-come from ``pairs.txt`` (a pair naming a missing image is an error naming the
-image), and an optional ``people.txt`` must agree with the folders.
+Layout: ``ROOT/NAME/NAME_0001.jpg`` (identity ``NAME``, no landmarks). ``pairs.txt``: a header
+``FOLDS N``, then per fold N same-person lines ``name n1 n2`` and N different-person lines
+``name1 n1 name2 n2``. An optional ``people.txt`` must agree with the folders. The same reader
+serves ``../shared/datasets/verify`` (a real set in LFW's format).
 """
 
 from __future__ import annotations

@@ -1,36 +1,18 @@
 """``jasrbench prepare DATASET --raw DIR --out DIR``: raw dataset → prepared split files (DESIGN §2).
 
-For each face a reader yields (:mod:`.w300`, :mod:`.helen`, :mod:`.aflw`,
-:mod:`.lfw`): the face box (the min/max of the visible landmarks; AFLW: its
-annotated box; LFW-layout sets: the central square of :func:`.crop.lfw_face_box`,
-or ``--lfw-crop mtcnn``), the square crop of :func:`.crop.crop_face` (the
-protocol's margin, HR 128², plus the 192² context crop for training splits), the
-LR image :func:`.degrade.make_lr` (×8 by the protocol's kernel, 8-bit), the landmarks moved
-with the crop's mapping, and ``boxes`` = the face box in HR pixels, clamped to
-the HR image (the metrics' region; for AFLW its √(w·h) is the NME
-normalizer). Each split goes to ``<out>/<split>.npz`` (:func:`.split.save_split`),
-and ``<out>/summary.json`` records what was built, what could not be and why.
+Per face from a reader (:mod:`.w300`, :mod:`.helen`, :mod:`.aflw`, :mod:`.lfw`): the face box,
+the protocol's square crop (:func:`.crop.crop_face`: HR 128², plus the context crop for training
+splits), the LR (:func:`.degrade.make_lr`, 8-bit), the landmarks moved with the crop, and
+``boxes`` (the face box in HR pixels: the metrics' region). Each split goes to
+``<out>/<split>.npz`` (:mod:`.split`) and ``<out>/summary.json`` says what was built and what
+could not be, and why. ``--protocol`` (default: ``params.yaml``'s ``data.protocol``) is recorded
+in every file, and ``train``/``evaluate`` refuse a split of another protocol.
 
-``--protocol {paper,clean}`` (:mod:`.protocols`; default: the active
-``params.yaml``'s ``data.protocol``, else ``paper``) fixes the crop margin and
-the LR kernel; every split file and the summary record it, and ``train`` and
-``evaluate`` refuse a split of another protocol than their model's.
-
-Landmarks outside the image: a visible point outside the photograph's area
-(0-based pixel centres, the area is [−0.5, W − 0.5] × [−0.5, H − 0.5]) by more
-than 10% of the face's size (``OUTSIDE_TOLERANCE`` × the longer side of its
-landmark box) is an error naming the annotation file (300W, HELEN): closer
-than that it is an annotator's estimate of an occluded point at a face cut by
-the frame, kept as annotated (the crop pads with black). AFLW marks points
-outside the photograph invisible (see :mod:`.aflw`), counted in the summary.
-
-Bad input: without ``--skip-bad`` the first bad file stops the stage and
-nothing is left in ``--out``: everything is written into a temporary folder
-beside it, which replaces ``--out`` only when complete (an existing ``--out``
-is replaced only if a previous ``prepare`` wrote it). With ``--skip-bad`` each
-bad file, face or pair is logged, left out, counted and listed in the summary.
-The same inputs give byte-identical outputs. Every image is decoded once
-(faces sharing a photograph share the decode), in a thread pool.
+A visible landmark outside the photograph by more than ``OUTSIDE_TOLERANCE`` of the face's size
+is an error naming the annotation file; closer, it is an annotator's estimate at a face cut by
+the frame and is kept. Without ``--skip-bad`` the first bad file stops the stage and ``--out``
+is untouched (everything is written beside it and swapped in when complete); with it, bad
+inputs are left out, counted and listed. Same inputs, byte-identical outputs.
 """
 
 from __future__ import annotations

@@ -1,24 +1,15 @@
-"""Named degradation protocols (DESIGN §2 "Preparation"): how HR crops, LR images and the shared
-bicubic upsampling are made. One code path; a protocol only changes numbers and kernels.
+"""Named degradation protocols (DESIGN §2): how HR crops, LR images and the shared bicubic
+upsampling are made. One code path; a protocol changes only numbers and kernels.
 
-``paper`` — as the authors made their data, calibrated so that the Bicubic row lands on the
-paper's (``jasrbench calibrate``, ``results/calibration/bicubic_300w_common.csv``):
+- ``paper``: as the authors made their data (their code calls OpenCV's ``INTER_CUBIC``): crop
+  = the landmark box's longer side × ``PAPER_MARGIN`` (calibrated so the Bicubic row lands on
+  the paper's; ``jasrbench calibrate``), LR and upsampling by **non-antialiased** cubic
+  convolution (Keys a = −0.75), 8-bit.
+- ``clean``: the modern convention: margin 1.3, antialiased bicubic (a = −0.5, MATLAB
+  ``imresize``) both ways; not comparable with the paper's numbers.
 
-- square crop = the landmark box's longer side × ``PAPER_MARGIN``;
-- LR 16×16 = **non-antialiased** cubic convolution (Keys a = −0.75, pixel-centre aligned,
-  replicated border: OpenCV's ``cv2.resize(..., INTER_CUBIC)``, which the authors' released code
-  calls) of the 8-bit HR, stored 8-bit;
-- the bicubic upsampling that models and the Bicubic row use = the same cubic (a = −0.75, no
-  antialiasing).
-
-``clean`` — the modern convention: crop margin 1.3, LR by antialiased bicubic (Keys a = −0.5,
-the kernel stretched by the scale when downscaling: MATLAB ``imresize``), antialiased bicubic
-upsampling.
-
-Both may add JPEG compression of the LR (``jpeg_quality``; off in both: the calibration showed
-the paper's Bicubic row is reached without it). The prepared split records its protocol
-(``metadata["protocol"]``); training or evaluating a model of one protocol on a split of
-another is an error naming both (:func:`require_same`).
+Either may JPEG the LR (``jpeg_quality``; off in both). Split files record their protocol, and
+mixing protocols between a model and a split is an error naming both (:func:`require_same`).
 """
 
 from __future__ import annotations

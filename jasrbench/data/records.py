@@ -1,17 +1,11 @@
 """What every dataset reader yields: face records grouped into splits, and the bad-input policy.
 
-A reader turns a raw dataset folder into a :class:`DatasetPlan`: for each split
-it can build, the list of :class:`FaceRecord` (one face: its image file, its
-landmarks in 0-based source-image pixel centres, which of them are annotated,
-optionally an annotated face box and an identity), and for each split it
-cannot build, the reason (e.g. 300W's ``challenge`` without ``ibug/``).
-``jasrbench prepare`` then crops, degrades and writes the splits.
-
-Bad input (DESIGN §6) goes through one :class:`BadInput` policy object: without
-``--skip-bad`` the first :class:`~jasrbench.errors.DataError` stops everything;
-with it, each error is logged and recorded (file, problem) and the face, file
-or pair it concerns is left out — counted and listed in ``summary.json``,
-never silently dropped.
+A reader turns a raw dataset folder into a :class:`DatasetPlan`: per buildable split, its
+:class:`FaceRecord` list (image file, landmarks in 0-based source pixel centres, which are
+annotated, optional face box and identity); per unbuildable split, the reason. Bad input
+(DESIGN §6) goes through one :class:`BadInput` policy: without ``--skip-bad`` the first
+:class:`~jasrbench.errors.DataError` stops everything; with it, the face, file or pair is left
+out, logged, counted and listed in ``summary.json``, never silently dropped.
 """
 
 from __future__ import annotations

@@ -1,29 +1,13 @@
 """300W in its official layout (DESIGN §2): subsets, splits, and what is missing.
 
-Layout: ``lfpw/{trainset,testset}``, ``helen/{trainset,testset}``, ``afw/``,
-``ibug/`` under one root, each image (``.jpg`` or ``.png``) beside its
-68-point ``.pts`` of the same stem. Splits:
-
-=============  ==========================================  ==================
-split          subsets                                     official faces
-=============  ==========================================  ==================
-``train``      LFPW train + HELEN train + AFW              811 + 2,000 + 337
-``common``     LFPW test + HELEN test                      224 + 330 = 554
-``challenge``  iBUG                                        135
-``full``       common + challenge                          689
-=============  ==========================================  ==================
-
-Absent subsets: a *test* split needs all of its subsets (a partial test set
-would give numbers that are not comparable with anyone's), so without
-``ibug/`` ``challenge`` and ``full`` are reported unavailable, by name, and the
-other splits are still built. ``train`` is built from the training subsets
-present (``../shared/datasets/300W`` has no ``afw/``), and the summary says
-which subsets it was built from and which were missing.
-
-Face names are ``SUBSET/STEM`` (e.g. ``lfpw/trainset/image_0001``), unique
-within the dataset. A ``.pts`` without its image, an image without its
-``.pts``, two images for one ``.pts`` and an empty subset folder are errors
-naming the file or folder.
+Layout: ``lfpw/{trainset,testset}``, ``helen/{trainset,testset}``, ``afw/``, ``ibug/`` under one
+root, each image beside its 68-point ``.pts``. Splits: ``train`` = LFPW train + HELEN train +
+AFW (811 + 2,000 + 337), ``common`` = LFPW test + HELEN test (224 + 330 = 554), ``challenge`` =
+iBUG (135), ``full`` = common + challenge (689). A test split needs all its subsets (a partial
+one is comparable with nobody's), so without ``ibug/`` ``challenge`` and ``full`` are reported
+unavailable; ``train`` is built from the training subsets present, and the summary names the
+missing ones. Face names: ``SUBSET/STEM``. Orphan ``.pts`` or images, two images for one
+``.pts`` and empty subset folders are errors naming the file or folder.
 """
 
 from __future__ import annotations
