@@ -1,15 +1,9 @@
-"""Metrics: image quality, landmark error, verification, recognizers, statistics (DESIGN §4).
+"""Metrics (DESIGN §4); each module documents its exact definitions.
 
-Modules (each documents its exact definitions):
-
-- :mod:`.image_quality` — PSNR/SSIM on Y in face boxes or whole images, batched torch;
-  ``standard`` and ``jasrnet-code`` conventions.
-- :mod:`.landmarks` — NME ×100 (inter-ocular, inter-pupil, box), CED, AUC@0.08, failure rate.
-- :mod:`.verification` — LFW's 10-fold protocol (exact threshold search), ROC/AUC.
-- :mod:`.recognizers` — ``facenet`` and ``dlib`` behind ``embed(faces) -> unit vectors``.
-- :mod:`.statistics` — seeded bootstrap intervals and paired tests.
-
-The declarative entry points, importable from here (loaded on first use)::
+:mod:`.image_quality` (PSNR/SSIM on Y), :mod:`.landmarks` (NME, CED, AUC, failure rate),
+:mod:`.verification` (LFW's 10-fold protocol, ROC), :mod:`.recognizers` (facenet, dlib),
+:mod:`.statistics` (bootstrap intervals, paired tests). The entry points below are importable
+from here and loaded on first use, so importing the package stays cheap::
 
     compute_image_metrics(sr, hr, boxes=None, *, convention="standard", region="face") -> {"psnr", "ssim"}
     compute_landmark_metrics(pred, gt, visible=None, boxes=None, normalizer=None) -> {"nme", "auc", ...}

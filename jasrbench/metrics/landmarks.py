@@ -1,51 +1,14 @@
 """Landmark error: NME per image, CED curve, AUC and failure rate (DESIGN §4).
 
-Entry points::
-
-    nme(pred, gt, visible=None, *, normalizer="inter_ocular", boxes=None) -> ndarray[N]   # ×100
-    normalizer_distance(gt, visible=None, *, normalizer, boxes=None) -> ndarray[N]         # pixels
-    default_normalizer(num_points) -> "inter_ocular" | "box"
-    ced(nme_values, *, max_error=10.0, step=0.01) -> (thresholds, fractions)               # ×100 units
-    auc(nme_values, *, threshold=0.08) -> float in [0, 1]
-    failure_rate(nme_values, *, threshold=0.08) -> float in [0, 1]
-    compute_landmark_metrics(pred, gt, visible=None, boxes=None, normalizer=None, threshold=0.08) -> dict
-
-Definitions
-    Points are 0-based pixel centres ``(x, y)``, arrays N×K×2 (numpy or torch).
-    **NME** of one image = mean over its *visible* ground-truth points of the
-    Euclidean distance ``‖pred_k − gt_k‖``, divided by the image's normalizing
-    distance, ×100 (the paper's "NMSE", in percent). Invisible points (AFLW's
-    unannotated ones; ``visible[n, k] = False``) are excluded from the mean, not
-    counted as zero; an image without visible points is an error.
-
-    Normalizers (always from the *ground truth*):
-
-    - ``inter_ocular``: distance between the outer eye corners, 0-based points
-      36 and 45 of the 68-point markup (300W's official NME; default for 68 points).
-    - ``inter_pupil``: distance between the eye centres, the means of points
-      36–41 and 42–47.
-    - ``box``: ``√(w · h)`` of the ground-truth face box ``(x0, y0, x1, y1)``
-      (AFLW's convention, SBR split; default for any other point count). Give
-      ``boxes`` (a prepared split's ``boxes``); without them the box is the
-      min/max of the visible ground-truth points.
-
-    The eye points used by ``inter_ocular``/``inter_pupil`` must be visible.
-
-    **CED** (cumulative error distribution): ``F(e)`` = fraction of images with
-    NME ≤ e, a right-continuous step function. :func:`ced` samples it on a grid
-    in the same ×100 units as the per-image NMEs (default 0 … 10 by 0.01), for
-    plots that share one x axis across models.
-
-    **AUC@0.08** (300W convention, threshold given as a *fraction*: 0.08 = NME
-    8 %): the area under the CED from 0 to the threshold, divided by the
-    threshold, with NME as a fraction (NME×100 / 100). It is computed
-    *exactly* for the step CED: ``AUC = (1/N) Σ_n max(0, 1 − e_n / T)``, which
-    is the limit of the trapezoid rule on ever finer threshold grids that 300W
-    tools use (e.g. 2,000 points); ``tests/metrics/test_landmarks.py`` checks it
-    against an independent fine-grid trapezoid integration.
-
-    **Failure rate@0.08**: fraction of images with NME > 0.08 (strictly above;
-    NME as a fraction).
+Points are 0-based pixel centres (x, y), N×K×2. **NME** (×100, the paper's "NMSE" in percent) =
+mean distance over an image's *visible* ground-truth points (invisible ones are excluded, not
+counted as zero) / a normalizer taken from the ground truth: ``inter_ocular`` (outer eye
+corners, points 36 and 45: 300W's, the default for 68 points), ``inter_pupil`` (eye centres),
+or ``box`` (√(w·h) of the face box: AFLW's, the default otherwise). **CED**: fraction of images
+with NME ≤ e, sampled on a shared grid. **AUC@0.08** (threshold as a fraction) is computed
+exactly for the step CED, ``(1/N) Σ max(0, 1 − e_n/T)``: the limit of the fine-grid trapezoid
+rule 300W tools use (checked in ``tests/metrics/test_landmarks.py``). **Failure rate@0.08**:
+fraction with NME strictly above 0.08.
 """
 
 from __future__ import annotations

@@ -1,31 +1,12 @@
 """Confidence intervals and paired tests over per-image values (DESIGN §4).
 
-Entry points::
-
-    bootstrap_ci(values, *, seed=0, resamples=10_000, confidence=0.95) -> (low, high)
-    summarize(values, *, seed=0, resamples=10_000, confidence=0.95) -> {"mean", "ci_low", "ci_high", "n"}
-    paired_test(a, b, *, seed=0, resamples=10_000, confidence=0.95) -> dict
-
-**Bootstrap interval of the mean**: percentile bootstrap — ``resamples``
-(default **10,000**; the pipeline profiles set 1,000–2,000) resamples of the N
-values drawn with replacement, their means, and the ``(1 − c)/2`` and
-``(1 + c)/2`` quantiles of those means (numpy's default linear interpolation).
-Seeded (``numpy.random.default_rng(seed)``, PCG64) and vectorized: index
-matrices of at most ~4M entries at a time, so memory stays bounded for LFW's
-6,000 pairs. The same values and seed always give the same interval.
-
-**Paired test** between two models on the same images (``a[i]`` and ``b[i]``
-measured on image ``i``): the per-image differences ``d = a − b``,
-
-- their mean and a paired percentile-bootstrap interval (resampling images,
-  so the pairing is kept);
-- ``p_bootstrap``: two-sided bootstrap p-value of "mean difference = 0", from
-  the bootstrap distribution shifted to the null,
-  ``(1 + #{|d̄* − d̄| ≥ |d̄|}) / (1 + resamples)``;
-- ``p_wilcoxon``: scipy's Wilcoxon signed-rank test (two-sided, zero
-  differences dropped, the ``wilcox`` rule), 1.0 when all differences are 0;
-- ``significant``: the interval excludes 0 (the rule the tables use, so a
-  table's "significant" agrees with the interval it prints).
+:func:`summarize` / :func:`bootstrap_ci`: percentile bootstrap of the mean (``resamples``
+resamples with replacement, numpy's linear quantiles), seeded (PCG64) and vectorized in bounded
+chunks; same values and seed, same interval. :func:`paired_test` on two models' values for the
+same images: the mean per-image difference with a paired bootstrap interval (images resampled,
+pairing kept), a two-sided bootstrap p-value from the null-shifted distribution, scipy's
+Wilcoxon signed-rank p-value, and ``significant`` = the interval excludes 0 (the tables' rule,
+so a table's mark agrees with the interval it prints).
 """
 
 from __future__ import annotations

@@ -1,43 +1,13 @@
 """LFW verification: the 10-fold protocol on cosine similarities, ROC and AUC (DESIGN §4).
 
-Entry points::
-
-    evaluate_pairs(embeddings, pairs, same, folds) -> dict           # from a prepared split's arrays
-    evaluate_similarities(similarities, same, folds) -> dict          # from precomputed similarities
-    evaluate_lfw(embeddings, names, pairs) -> dict                    # from lfw.read_pairs output
-    pair_arrays(pairs, names) -> (indices P×2, same P, folds P)
-    pair_similarities(embeddings, pairs) -> ndarray[P]                # cosine similarity
-    best_threshold(similarities, same) -> (threshold, accuracy)
-    kfold_accuracy(similarities, same, folds) -> dict
-    roc(similarities, same) -> (fpr, tpr, thresholds, auc)
-
-Protocol (LFW View 2, "unrestricted" evaluation as done by facenet & co.)
-    A pair is declared *same person* when its cosine similarity is **greater
-    than** the threshold. For each fold ``k`` the threshold maximizing the
-    accuracy on the pairs of the other folds is chosen and the accuracy on
-    fold ``k`` is measured with it; the result is the mean and the standard
-    deviation of the per-fold accuracies.
-
-    **Threshold search** (exact, not a grid): the accuracy of a threshold only
-    changes when it crosses one of the training similarities, so every
-    distinct accuracy is attained by one of the candidates: below the smallest
-    similarity, the midpoints between consecutive *distinct* sorted
-    similarities, and above the largest. All candidates are evaluated at once
-    (sort + cumulative sums); among equally accurate candidates the lowest
-    threshold is taken (facenet's ``np.argmax`` on its grid does the same).
-    The official LFW/facenet code searches a fixed grid (facenet:
-    ``np.arange(0, 4, 0.01)`` on distances); the exact search finds a
-    threshold at least as accurate on the training folds.
-
-    **Std**: ``accuracy_std`` is the *population* standard deviation of the
-    per-fold accuracies (``np.std``, ddof = 0: what facenet and most papers
-    print as "mean ± std"); ``accuracy_sem`` is LFW's README "standard error
-    of the mean" (sample std, ddof = 1, divided by √folds).
-
-    **ROC/AUC** over all pairs with similarity as the score
-    (``sklearn.metrics.roc_curve`` / ``roc_auc_score``).
-
-Embeddings need not be normalized: cosine similarity normalizes them.
+LFW View 2 as facenet evaluates it: a pair is *same person* when its cosine similarity is
+greater than the threshold; for each fold the threshold is chosen on the other folds and the
+fold's accuracy measured with it. The threshold search is exact, not a grid (accuracy only
+changes at the training similarities, so the midpoints between distinct sorted values are the
+only candidates; ties go to the lowest, as facenet's argmax does), hence at least as accurate on
+the training folds as facenet's grid. ``accuracy_std`` is the population std of the fold
+accuracies (ddof = 0, what papers print as "± std"); ``accuracy_sem`` is LFW's standard error
+(ddof = 1, / √folds). ROC/AUC by scikit-learn over all pairs. Embeddings need not be normalized.
 """
 
 from __future__ import annotations
