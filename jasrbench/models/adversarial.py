@@ -1,30 +1,13 @@
-"""Optional adversarial and perceptual training terms (off by default; DESIGN §3).
+"""Optional adversarial and perceptual training terms (DESIGN §3), off in every profile.
 
-The paper compares pixel-trained models, so every profile trains without
-them. They exist so that the GAN/perceptual versions of the baselines can be
-trained with the same loop — SRGAN = ``srresnet`` + perceptual + adversarial,
-FSRGAN = ``fsrnet`` + both, URDGN's discriminator, Super-FAN's full loss —
-by setting, in a profile's ``train`` section (or one model's ``train``
-overrides)::
-
-    adversarial_weight: 1.0e-3   # weight of the generator's adversarial term
-    perceptual_weight: 1.0       # weight of the VGG feature loss
-    perceptual_layer: relu5_4    # or relu2_2 … (SRGAN's VGG54 is relu5_4)
-
-- :class:`Discriminator`: SRGAN's discriminator (Ledig et al., CVPR 2017):
-  a 3×3 conv + LeakyReLU(0.2), seven conv + BN + LeakyReLU blocks
-  (64, 64/2, 128, 128/2, 256, 256/2, 512, 512/2), then dense 1024 + LeakyReLU
-  + dense 1. For our 128×128 faces (SRGAN used 96×96 crops) the 8×8×512 map is
-  average-pooled to 4×4 before the dense layer so its size does not depend on
-  the input; ``width`` scales every layer. Loss: the standard non-saturating
-  GAN loss with logits (``BCEWithLogits``): the generator's term is
-  −log D(SR), the discriminator's −log D(HR) − log(1 − D(SR)).
-- :class:`PerceptualLoss`: MSE between VGG-19 features (ImageNet
-  normalization) of SR and HR, up to ``layer``. Weights: ``weights=PATH`` or
-  the environment variable ``JASRBENCH_VGG_WEIGHTS`` (a ``state_dict`` of
-  torchvision's ``vgg19``), else torchvision's own download of
-  ``VGG19_Weights.IMAGENET1K_V1`` (cached in ``$TORCH_HOME``); when neither
-  works the error names both ways. The VGG is frozen and kept in fp32.
+The paper compares pixel-trained models; these terms exist so the GAN/perceptual versions of the
+baselines (SRGAN = ``srresnet`` + both, FSRGAN, Super-FAN's full loss) train with the same loop,
+via ``train.adversarial_weight``, ``train.perceptual_weight`` and ``train.perceptual_layer``
+(SRGAN's VGG54 is ``relu5_4``). :class:`Discriminator` is SRGAN's (Ledig et al., CVPR 2017),
+average-pooled to 4×4 before the dense layers so its size does not depend on the input, trained
+with the non-saturating GAN loss on logits. :class:`PerceptualLoss` is the MSE between frozen
+fp32 VGG-19 features of SR and HR; weights from ``weights=PATH``, ``$JASRBENCH_VGG_WEIGHTS`` or
+torchvision's download, and an error naming both ways when none works.
 """
 
 from __future__ import annotations
@@ -45,7 +28,13 @@ VGG_WEIGHTS_ENV = "JASRBENCH_VGG_WEIGHTS"
 
 
 class Discriminator(nn.Module):
-    """SRGAN's discriminator for 128×128 faces (see the module docstring). Parameters (width 64): 13,077,889."""
+    """SRGAN's discriminator for 128×128 faces. Parameters (width 64): 13,077,889.
+
+    A 3×3 conv + LeakyReLU(0.2), seven conv + BN + LeakyReLU blocks (64, 64/2, 128, 128/2, 256,
+    256/2, 512, 512/2: width/stride), the 8×8 map average-pooled to 4×4 (SRGAN used 96×96 crops),
+    dense 1024 + LeakyReLU, dense 1; ``width`` scales every layer. Loss: generator −log D(SR),
+    discriminator −log D(HR) − log(1 − D(SR)).
+    """
 
     def __init__(self, width: int = 64, in_channels: int = 3):
         super().__init__()

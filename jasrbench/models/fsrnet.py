@@ -104,16 +104,11 @@ class FSRNet(FaceModel):
     over all pixels (images in [0, 1]) and over the masked maps. Returned keys: total,
     sr (fine term), coarse (coarse term), heatmap (prior term), all on that scale.
 
-    Why not per-pixel means: Adam ignores a global loss scale *except* against its
-    coupled L2 weight decay (5e-4, the paper profile's). An earlier version divided
-    the whole loss by 3·128·128/2 so that the image terms read as MSEs; that made the
-    weight decay 24,576× stronger relative to the data term, and as the prior's
-    heatmap gradient fell during training (measured per term over the prior branch)
-    the decay won: the prior settled on all-zero point maps (the background map
-    alone), its NME stayed far above the mean-shape floor and the decoder received
-    no landmark prior.
-    At FSRNet's scale the decay is as weak relative to the data as the paper
-    profile intends (as for JASRNet's and CPM's Σ/2B heatmap terms).
+    Why sums and not per-pixel means: Adam ignores a global loss scale except against its coupled
+    L2 weight decay (the paper profile's 5e-4). Dividing the loss by 3·128·128/2 made the decay
+    that much stronger relative to the data; the prior then collapsed to all-zero point maps and
+    the decoder got no landmark prior. At FSRNet's scale the decay is as weak as the profile
+    intends (as for JASRNet's and CPM's Σ/2B heatmap terms).
 
     Parameters: 3,177,867
 

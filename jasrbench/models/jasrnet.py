@@ -30,50 +30,27 @@ ResBlock = conv → ReLU → conv, × res_scale, + identity (no batch norm). All
 ``n_stages`` heatmap stages (B×(K+1)×16×16, 68 points + background) are
 supervised.
 
-How each ambiguity of the description was resolved (the count decides)
----------------------------------------------------------------------
-- Strided "conv_s2" downsamplers (down_a/b/c): 3×3, stride 2, padding 1, with
-  bias (147,584 each). A 1×1 or a 4×4 kernel, or no bias, misses the count.
-- Every conv has a bias (EDSR's ``default_conv``); the whole network with
-  biases everywhere sums to 19,885,778 trainable parameters.
-- The remaining 36 parameters are three mean shifts of 12 each (EDSR's fixed
-  1×1 conv: 3×3 weight + 3 bias), which the authors' ``parameters()`` counts
-  although they are frozen (``requires_grad=False``): ``sub_mean`` (input),
-  ``add_mean`` (SR output) and ``sub_mean_cpm`` — a third shift the authors'
-  model creates for the alignment branch but never calls in ``forward``. It is
-  kept (frozen, unused) only so the count matches the published one; it has
-  no effect on any output.
-- Normalization (``normalization``): ``"imagenet"`` (default) is the authors'
-  released code, the code that produced the paper's numbers: EDSR's
-  ``MeanShift`` with ImageNet μ = (0.485, 0.456, 0.406), σ = (0.229, 0.224,
-  0.225), i.e. input ``(x − μ)/σ`` and SR output ``(y + μ)/σ`` — not an inverse
-  pair (the output's σ divides the mean too), but what they trained, so the
-  network learns ``y = σ·sr − μ``. ``"div2k"`` is EDSR's DIV2K mean (0.4488,
-  0.4371, 0.4040) with σ = 1, where ``add_mean`` is the inverse of ``sub_mean``
-  (SR = network output + mean); the suite's default before the paper protocol.
-  Either way the shifts are frozen and the parameter count is the same.
-- "+ conv after the branch": the SR branch's conv n→n follows its two
-  ResBlocks, *before* the long connection is added; the CPM feature's conv
-  n→n follows its two ResBlock+ReLU pairs. The shared 32 blocks have no
-  trailing conv (EDSR's body conv is absent: adding one gives +147,584).
-- Long connection: three (conv 3×3 n→n, maxpool 2) pairs on the head output,
-  no ReLU, added to the SR feature (16²) before the upsampler.
-- Fusion ("add"): the three strided convs and the additions above; without
-  fusion, ``feat = features(c)`` and the strided convs do not exist.
-  "concat" (Table 5): the authors' code keeps (commented out) a single
-  ``conv 2n→n`` merge layer for the shared features; so ``concat`` replaces
-  only the final ``feat + f`` by ``conv([feat, f])`` (+295,040 parameters);
-  the two inner merges stay additions.
-- Task switches: ``tasks="sr"`` builds no CPM branch and no ``sub_mean_cpm``;
-  ``tasks="align"`` builds no SR branch, no long connection and no
-  ``add_mean`` (its ``sr`` output is the bicubic upsampling, so evaluation
-  code needs no special case). ``long_skip`` only exists with the SR task.
-- Init: conv weights N(0, 0.01), biases 0 (the authors' ``weights_init_cpm``,
-  which matches class names containing "Conv" and so skips ``MeanShift``);
-  here :class:`~jasrbench.models.blocks.MeanShift` is not an ``nn.Conv2d``,
-  so :func:`~jasrbench.models.base.init_normal_` skips it the same way.
-- Source of the details not in the paper: the authors' released code
-  (github.com/YuYin1/JASRNet, ``src/model/jasr.py``) as summarized in DESIGN §3.
+How the description's ambiguities were resolved (the published parameter count decides;
+details from the authors' code, github.com/YuYin1/JASRNet ``src/model/jasr.py``, DESIGN §3)
+------------------------------------------------------------------------------------------
+- Downsamplers down_a/b/c: 3×3, stride 2, padding 1, with bias (a 1×1 or 4×4 kernel, or no
+  bias, misses the count). Every conv has a bias (EDSR's ``default_conv``).
+- 36 of the counted parameters are three frozen mean shifts (EDSR's 1×1 conv, 12 each) that
+  the authors' ``parameters()`` counts: ``sub_mean``, ``add_mean`` and ``sub_mean_cpm``, which
+  their model creates but never calls; it is kept, unused, only so the count matches.
+- ``normalization="imagenet"`` (default) is the authors' code: input ``(x − μ)/σ``, output
+  ``(y + μ)/σ`` with ImageNet μ, σ: not an inverse pair, but what produced the paper's numbers.
+  ``"div2k"`` is EDSR's DIV2K mean with σ = 1 (an inverse pair). Same parameter count.
+- The SR branch's conv n→n follows its two ResBlocks, before the long connection (three conv +
+  maxpool pairs on the head output, no ReLU) is added; the CPM feature's conv follows its two
+  ResBlock+ReLU pairs; the shared blocks have no trailing conv.
+- ``fusion_mode="concat"`` (Table 5) replaces only the final ``feat + f`` by a ``conv 2n→n``
+  (the layer the authors' code keeps commented out); without fusion the strided convs do not
+  exist.
+- ``tasks="sr"`` builds no CPM branch; ``tasks="align"`` builds no SR branch and returns the
+  bicubic upsampling as ``sr``, so evaluation needs no special case.
+- Init: conv weights N(0, 0.01), biases 0 (the authors' ``weights_init_cpm``, which skips the
+  mean shifts, as :func:`~jasrbench.models.base.init_normal_` does).
 
 Parameter counts: see :class:`JASRNet` (the full model and the Table 5
 variants reproduce the paper's numbers exactly).

@@ -16,7 +16,7 @@ class MeanShape(FaceModel):
     """The "nothing learned" answer of landmark localization: the same points for every face.
 
     Every crop of this benchmark is defined by the landmark box (its longer side
-    × 1.3, centred), so the mean of the training shapes in crop coordinates is
+    × the protocol's margin, centred), so the mean of the training shapes in crop coordinates is
     already a fair guess for any test face; a landmark model whose NME is not
     below this floor has learned nothing about the face in front of it. The
     report flags such models ("did not learn in this profile").

@@ -151,17 +151,11 @@ class SuperFAN(FaceModel):
     Super-FAN). The paper's l_feature and l_WGAN terms are its optional GAN extras
     (off here, as for every model of the benchmark).
 
-    The heatmap weight: the numeric weights of the main paper's overall loss could
-    not be retrieved from the sources searched for this benchmark (only the
-    supplementary's definitions above); ``alpha`` stays a model argument. Its
-    default, 1, weights l_heatmap as the definitions stand; the maps here have the
-    paper's σ in cells (1 cell, FAN's own) so per-map sums compare 1:1 with FAN's
-    64×64 maps. The joint run that collapsed (SR below bicubic) started from an
-    untrained FAN, whose heatmap gradient pushes the SR image towards whatever a
-    random FAN responds to; the change made here is the paper's own remedy — start
-    from a FAN pretrained on HR faces, whose gradient pushes towards HR faces —
-    with the weight unchanged (the training-health check of the report says
-    whether it sufficed in a profile).
+    The heatmap weight ``alpha``: the main paper's numeric weights could not be retrieved (only the
+    supplementary's definitions above), so the default 1 weights l_heatmap as defined; the maps
+    have FAN's σ in cells, so per-map sums compare 1:1 with FAN's. Joint training starts from a
+    FAN pretrained on HR faces (the paper's remedy): from an untrained FAN the heatmap gradient
+    pushes the SR image towards whatever a random FAN responds to, and SR collapsed below bicubic.
 
     Parameters: 14,107,597
 
