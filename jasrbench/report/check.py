@@ -1,24 +1,12 @@
-"""``jasrbench check``: the regression gate (issue 6).
+"""``jasrbench check``: the regression gate.
 
-Compares every metric of ``--actual`` (``results/<profile>/metrics.json``,
-written by ``collect``) with ``--expected`` and fails when
-
-- a metric got *worse* by more than its tolerance (each metric knows whether
-  higher or lower is better),
-- a model, a split, or a metric present in the expectations disappeared,
-- a split that was available became unavailable.
-
-Tolerances (absolute, on the mean; documented in the README) cover the
-run-to-run noise of the same code on another CPU (oneDNN kernels differ by
-instruction set, so trained weights differ in the last bits); a real
-regression is larger. An expectations file may widen them for its profile
-with a ``tolerances`` mapping (metric prefix → absolute tolerance): the smoke
-profile's models are trained for 16 steps, so their heatmaps are nearly flat
-and their NME (an argmax) and the verification accuracy on 120 pairs move
-more between machines than a trained model's would. Improvements beyond tolerance pass with a note
-suggesting to update the expectations, which is one command::
-
-    jasrbench check --expected results/smoke/expected.json --actual results/smoke/metrics.json --update
+Compares every metric of ``--actual`` (``metrics.json``, from ``collect``) with ``--expected`` and
+fails, naming model, split, metric and both values, when a metric got worse beyond its tolerance
+or a model, split or metric disappeared (or became unavailable). The absolute tolerances cover
+the same code's run-to-run noise on another CPU (oneDNN kernels differ by instruction set); an
+expectations file may widen them for its profile (``tolerances``: metric prefix → tolerance),
+as the smoke profile does for its barely trained models' NME and verification accuracy.
+Improvements beyond tolerance pass with a note; ``--update`` accepts the new values on purpose.
 """
 
 from __future__ import annotations

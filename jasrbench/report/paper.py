@@ -1,17 +1,10 @@
 """The paper's tables: their rows, which of our models fill each row, and the reported values.
 
-Source: Yin, Robinson, Zhang, Fu, "Joint Super-Resolution and Alignment of Tiny
-Faces", AAAI 2020, Tables 1–5 (as transcribed in DESIGN §5). Parameters in the
-paper are in units of 1024² (JASRNet's 19,885,814 → "18.96M").
-
-A row lists candidate model names in order of preference: the ``paper``
-profile trains ``edsr_paper`` (32×256), the CPU profiles the baseline-size
-``edsr``; the first one present in the results fills the row.
-
-A column names the metric (a key of ``metrics.json``) and the test splits that
-can fill it, in order of preference: the paper's "300W" of Tables 1, 4 and 5 is
-the full test set (689 faces); without iBUG the common subset (554) stands in
-and the table says so. ``TABLES`` lists the five tables with their columns.
+Source: Yin, Robinson, Zhang, Fu, AAAI 2020, Tables 1–5 (transcribed in DESIGN §5); the paper's
+parameter counts are in units of 1024². A row lists candidate models in order of preference
+(``edsr_paper`` in the ``paper`` profile, else ``edsr``), and a column its metric and the splits
+that can fill it in order of preference: the paper's "300W" is the full test set (689 faces);
+without iBUG the common subset (554) stands in and the table says so.
 """
 
 from __future__ import annotations
