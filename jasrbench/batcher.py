@@ -1,21 +1,12 @@
 """Training batches built on the device from a resident uint8 split (issue 12).
 
-The prepared split's context crops are moved to the device once, as uint8 in
-their stored N×C×C×3 layout (on the CPU the tensor shares the array's memory:
-no float copy of the split is ever made). Each step then indexes the batch on
-the device, warps it and moves its landmarks there
-(:func:`jasrbench.data.augment.augment_batch`), and synthesizes the LR with the
-suite's one degradation (:func:`jasrbench.data.degrade.make_lr`, with the split's protocol). The only
-host→device traffic of a step is one small block of per-face transform
-parameters.
-
-Randomness is what the training loop always used: the epoch's order from
-``generator(seed, epoch, copy)``, the augmentation of step ``s`` from
-``generator(seed, epoch, s, 1)``, both on the CPU, so a batch depends only on
-(seed, epoch, step) — a resumed run sees exactly the batches an uninterrupted
-one sees, on any device. Under torchrun every rank builds that same global batch
-and keeps its slice (:func:`jasrbench.distributed.shard`), so N processes train
-on the faces one process trains on.
+The split's context crops move to the device once, as stored uint8 (no float copy of the split);
+each step indexes, warps (:func:`jasrbench.data.augment.augment_batch`) and degrades
+(:func:`jasrbench.data.degrade.make_lr`) its batch there, so the only host→device traffic is a
+small block of transform parameters. The randomness comes from CPU generators seeded by (seed,
+epoch, step), so a resumed run sees the batches an uninterrupted one sees, on any device; under
+torchrun every rank builds the same global batch and keeps its slice
+(:func:`jasrbench.distributed.shard`).
 """
 
 from __future__ import annotations

@@ -1,7 +1,6 @@
 """``jasrbench collect``: merge every evaluation summary into ``results/<profile>/metrics.json``.
 
-The result is DVC's metrics file for the profile and the input of the report
-and the regression gate::
+DVC's metrics file for the profile and the input of the report and the regression gate::
 
     {"profile": "smoke",
      "runs": {RUN: {"model": MODEL, "trained_on": "300w",
@@ -10,11 +9,8 @@ and the regression gate::
                                 "psnr": {"mean": …, "ci_low": …, "ci_high": …, "n": …}, …}}},
      "stand_in": {"lfw": "…"}}
 
-``runs`` holds every evaluation, keyed by run (model × training dataset) and
-split, so a model trained on two datasets and evaluated on the same split keeps
-both. ``models`` is the view the tables and the regression gate read: one run
-per model and split, chosen by :func:`jasrbench.config.table_run_dataset` (the
-run trained on the split's own dataset, else the only one), named in ``run``.
+``runs`` keeps every evaluation (model × training dataset × split); ``models``, which the tables
+and the gate read, keeps one run per model and split (:func:`jasrbench.config.table_run_dataset`).
 """
 
 from __future__ import annotations

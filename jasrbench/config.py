@@ -1,43 +1,14 @@
 """Profiles and ``params.yaml``: every knob the DAG reads, in one place (DESIGN §6).
 
-A *profile* (``pipelines/<name>.yaml``) is a complete parameter set: ``paper``
-(the paper's settings, GPU), ``cpu`` (full-width models in hours on a laptop
-CPU), ``smoke`` (the whole DAG in minutes, for CI). Profiles change numbers,
-never code paths.
-
-All paths are relative to the repository root, which is the current directory
-(DVC runs every stage there). ``params.yaml`` is what DVC reads: a copy of the
-selected profile. Its ``runs`` section *is* the DAG: one entry per
-pretrain/train/evaluate stage, written out (never derived), so ``dvc.yaml``'s
-``foreach`` loops read it directly and ``dvc exp run -S`` can change it like any
-other param (``-S '~runs.evaluate.jasrnet-300w-lfw_test'`` drops a stage,
-``-S '+runs.train.KEY={...}'`` adds one). Each entry names its model and data
-plus the model-specific code files (and the pretrained weights) the stage
-depends on; :func:`validate` checks every entry against the code and says what
-a wrong field must be, so an edit cannot leave a stage with stale dependencies.
-
-- ``jasrbench profile use NAME`` copies ``pipelines/NAME.yaml`` into ``params.yaml``;
-- ``jasrbench profile runs MODEL --on DATASET=SPLIT,SPLIT`` prints the ``runs``
-  entries that train ``MODEL`` on each DATASET and evaluate it on the SPLITs;
-- ``jasrbench profile show`` prints the active profile and its stages.
-
-Profile schema (see ``pipelines/paper.yaml`` for the documented full example)::
-
-    profile: NAME
-    seed: 0
-    data:      {prepared: DIR, protocol: paper|clean, datasets: {NAME: {raw: DIR, skip_bad: BOOL, stand_in: TEXT?}}}
-    train:     {...}   # optimizer, schedule, batch, augmentation, slice sizes
-    evaluate:  {...}   # slice sizes, recognizer, bootstrap
-    models:    {REGISTRY_NAME: {tables: [..], overrides: {..}, pretrain: {epochs: N}?}}
-    runs:
-      pretrain:  {MODEL_PART-DATASET: {model, dataset, code, code2}}
-      train:     {MODEL-DATASET: {model, dataset, code, code2, init}}
-      evaluate:  {MODEL-DATASET-SET_SPLIT: {model, run, test_set, test_split, code, code2}}
-      evaluate_untrained: {...}   # the same, for models without weights (bicubic)
-
-Models without weights (bicubic) are evaluated without a training stage; their
-``run`` (``bicubic-300w``) names the dataset whose protocol they follow.
-Device, compile, checkpoint frequency and evaluation batch are not params
+A *profile* (``pipelines/<name>.yaml``; ``paper``, ``cpu``, ``smoke``) is a complete parameter
+set; profiles change numbers, never code paths. ``params.yaml`` is a copy of the selected one,
+and its ``runs`` section *is* the DAG: one entry per pretrain/train/evaluate stage, written out,
+never derived, so ``dvc.yaml``'s ``foreach`` loops read it directly and ``dvc exp run -S`` edits
+it like any param. Each entry names its model, data and the model-specific code files (and
+pretrained weights) the stage depends on; :func:`validate` checks them against the code and
+names the value a wrong field must have, so an edit cannot leave stale dependencies. Paths are
+relative to the repository root (DVC's working directory). Schema: ``pipelines/paper.yaml``;
+``jasrbench profile use|runs|show`` is the CLI. Runtime settings are not params
 (:mod:`jasrbench.settings`).
 """
 
@@ -154,7 +125,7 @@ def _dataclass_keys(module: str, name: str) -> frozenset[str]:
 
     Checking a profile must not import torch or the training code (every stage loads params, and
     the stages' declared code deps would all grow by the training path); reading the fields from
-    the source keeps the accepted keys those of ``train.TrainConfig`` / ``data.augment.AugmentConfig``.
+    the source keeps the accepted keys those of ``recipe.TrainConfig`` / ``data.augment.AugmentConfig``.
     """
     import ast
 
@@ -207,7 +178,7 @@ def check_train(train: dict[str, Any], key: str, only: dict[str, Any] | None = N
     ``only``: check just these fields (a model's ``train`` overrides, merged over the profile's).
     """
     reject_runtime_settings(only if only is not None else train, "train", key)
-    known = _dataclass_keys("train", "TrainConfig")
+    known = _dataclass_keys("recipe", "TrainConfig")
     for name in sorted(set(only if only is not None else train) - known):
         raise ConfigError(f"{key}.{name}: unknown key; known: {', '.join(sorted(known))}")
     fields = set(only if only is not None else train)

@@ -1,21 +1,12 @@
 """Which source files a stage runs: the static import closure of its modules (issue 10).
 
-One answer serves two consumers, so they cannot drift apart:
-
-- ``params.yaml``'s ``runs`` entries carry, per train/evaluate stage, the files
-  of its model's closure (``code``, ``code2``; ``config.check_runs`` checks them
-  against this module), which ``dvc.yaml`` declares as dependencies; ``tests/pipeline/test_dvc_deps.py`` checks every stage's
-  declared deps against the closure of what it runs;
-- ``train`` fingerprints a run with the content of the same files, so a
-  ``last.pt`` written by other code is never resumed.
-
-The closure follows every ``import`` of a ``jasrbench`` module in the source,
-function-level (lazy) imports included, plus the ``__init__.py`` of each
-package on the way (Python runs them on import). It deliberately does not
-follow ``jasrbench.models.__init__``'s loop that imports every architecture to
-register its names: registration does not change what another model
-computes, and following it would retrain every model when one file changes.
-``if TYPE_CHECKING:`` blocks are skipped (they never run).
+One answer for two consumers, so they cannot drift: the ``code``/``code2`` files of
+``params.yaml``'s ``runs`` entries (DVC dependencies, checked by ``config.check_runs`` and
+``tests/pipeline/test_dvc_deps.py``), and ``train``'s run fingerprint (so a ``last.pt`` written
+by other code is never resumed). The closure follows every ``jasrbench`` import, lazy ones
+included, plus each package's ``__init__.py``, but not ``jasrbench.models.__init__``'s loop that
+registers every architecture (following it would retrain every model when one file changes);
+``if TYPE_CHECKING:`` blocks are skipped.
 """
 
 from __future__ import annotations

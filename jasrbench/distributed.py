@@ -1,20 +1,13 @@
 """One model on several processes: ``torchrun --nproc_per_node N -m jasrbench train …`` (issue 13).
 
-DistributedDataParallel as torch ships it; this module holds the few helpers the training loop needs.
-Outside torchrun (or with one process) no process group exists and every helper is a no-op, so
-single-process training runs exactly the code it always ran.
-
-- :func:`setup`: reads torchrun's environment (``WORLD_SIZE``, ``RANK``, ``LOCAL_RANK``), starts the
-  process group (NCCL on CUDA, gloo on the CPU) and places the process on ``cuda:LOCAL_RANK`` (or the CPU).
-- :func:`shard`: a rank's contiguous slice of the global batch. Every rank draws and augments the
-  whole global batch from the same seeded generators (:mod:`jasrbench.batcher`) and keeps its slice,
-  so N processes train on exactly the faces one process trains on. The models' losses are means over
-  the batch, so DDP's average of the per-slice gradients is the full batch's gradient.
-- :func:`wrap`: DDP over the model, with SyncBatchNorm on CUDA. SyncBatchNorm needs a GPU, so under
-  gloo a batch-norm model keeps plain BatchNorm (statistics of each rank's slice, a logged warning):
-  its N-process run is close to, not the same as, its one-process run. Models without batch norm
-  (JASRNet and its ablations, EDSR, VDSR) train the same model either way.
-- :func:`gather_rows`, :func:`from_main`, :func:`barrier`, :func:`average_gradients`: the collectives.
+The few helpers the training loop needs around PyTorch's DDP; outside torchrun every helper is a
+no-op, so single-process training runs the code it always ran. :func:`setup` starts the process
+group (NCCL on CUDA, gloo on the CPU); :func:`shard` keeps a rank's slice of the global batch
+(every rank draws the whole batch from the same seeded generators, and the losses are batch
+means, so DDP's averaged gradient is the full batch's); :func:`wrap` applies DDP, with
+SyncBatchNorm on CUDA only (under gloo a batch-norm model normalizes per slice, with a logged
+warning); :func:`gather_rows`, :func:`from_main`, :func:`barrier`, :func:`average_gradients` are
+the collectives.
 """
 
 from __future__ import annotations

@@ -1,28 +1,16 @@
 """``jasrbench launch``: the stages DVC says are out of date, many at once, as Dask tasks (issue 13).
 
 DVC runs one stage at a time, and two ``dvc repro`` in one workspace fight over its lock. This
-command asks DVC which stages are out of date (``Repo.status``) and how they depend on each other
-(``Repo.index.graph``), submits each stage's command to ``dask.distributed`` with its upstream
-stages' tasks as task dependencies, and records every finished stage in ``dvc.lock`` (``Repo.commit``,
-as ``dvc commit -f`` does), so that ``dvc status`` is clean afterwards and ``dvc repro`` does nothing.
-
-- Which stages: those ``dvc status`` lists, plus everything downstream of them. A downstream stage
-  listed only because an upstream one reruns checks again just before it starts and is skipped
-  when the upstream output came out identical, as ``dvc repro`` does.
-- How a stage runs: its ``cmd`` lines through the shell, in its ``wdir``, with ``DVC_ROOT`` and
-  ``DVC_STAGE`` set, after removing its declared non-persistent outputs (what ``dvc repro`` does
-  first). Never ``dvc repro`` itself: the tasks would fight over DVC's lock, which this command
-  holds for its whole run so that a concurrent ``dvc repro`` or ``dvc commit`` refuses to start.
-- Where: a local cluster of ``--workers`` single-task workers (CPU only), one worker per GPU of
-  ``--gpus`` with ``--per-gpu`` task slots (``resources={"GPU": 1}`` per task and
-  ``CUDA_VISIBLE_DEVICES`` per worker), or an existing scheduler (``--scheduler``, e.g. a
-  dask-jobqueue ``SLURMCluster``'s address), whose workers must see this workspace at the same path.
-- Threads: each task gets ``OMP_NUM_THREADS`` = max(1, cores // concurrent tasks), a runtime
-  setting that changes speed, not results.
-- Logs: every line of a stage's output is printed prefixed with ``[stage]``, and kept in
-  ``.dvc/tmp/launch/<stage>.log``. A failed stage stops its dependents (Dask does not run a task
-  whose input failed), the others go on, and the command then names the failed stage, shows its
-  log's tail and exits 1.
+command takes the out-of-date stages and everything downstream (``Repo.status``,
+``Repo.index.graph``), submits each stage's ``cmd`` as a ``dask.distributed`` task depending on
+its upstream stages' tasks, and commits each finished stage to ``dvc.lock`` (as ``dvc commit -f``),
+so ``dvc status`` is clean afterwards. It runs a stage as ``dvc repro`` would (shell, ``wdir``,
+``DVC_ROOT``/``DVC_STAGE``, non-persistent outputs removed first; skipped when its upstream
+output came out identical) but never calls ``dvc repro``, and holds DVC's lock throughout so a
+concurrent ``dvc repro`` refuses to start. Workers: local CPU ones, one per GPU with task slots,
+or an existing scheduler. Each task gets ``OMP_NUM_THREADS`` = cores // concurrent tasks (speed,
+not results). A failed stage stops its dependents only; the command then names it, shows its
+log's tail (``.dvc/tmp/launch/<stage>.log``) and exits 1.
 """
 
 from __future__ import annotations

@@ -1,48 +1,17 @@
 """MLflow logging for every train and evaluate run (DESIGN §6).
 
-The store is one sqlite file, ``mlflow.db`` in the main repository's root, with
-artifacts under ``mlruns/`` beside it, unless ``MLFLOW_TRACKING_URI`` says
-otherwise (e.g. a server started by ``make mlflow-ui``). A stage that DVC runs in
-one of its temporary experiment workspaces (``<repo>/.dvc/tmp/exps/<name>/``,
-``dvc exp run --queue``/``--temp``, deleted afterwards) logs to the repository's
-store too (:func:`store_root`), so every queued experiment's runs land in one
-place. Concurrent writers (``dvc queue start -j N``, ``jasrbench launch``) share
-the sqlite file: its creation and each experiment's are serialized by a lock
-file (``mlflow.db.lock``, for any sqlite store); MLflow's own sqlite connections wait for each other's
-writes. ``JASRBENCH_MLFLOW=0`` turns logging off (the run still writes its DVC
-metrics and files).
-
-Runs carry tags that line them up in the UI: ``model``, ``arch``, ``dataset``,
-``split``, ``profile``, ``stage`` (train/evaluate), ``git_commit``, ``tables``
-(the paper tables the model belongs to, e.g. ``1,2,4``) and one ``table_N=yes``
-tag per table, so ``tags.table_4 = 'yes'`` filters Table 4's ablations.
-Training runs go into ``jasrbench/<profile>/train``; evaluation runs into one
-experiment per paper table (``jasrbench/<profile>/table<N>``) whose columns
-read the evaluated split (Table 4: 300W, not LFW), else into
-``jasrbench/<profile>/evaluate``, so each table's runs sit side by side.
-
-What a reader comparing ablations in the UI needs, on every run:
-
-- experiments are tagged as model training (MLflow 3's ``mlflow.experimentKind``).
-  MLflow 3.17's UI itself takes the layout from its per-browser "GenAI | Model
-  training" switch (GenAI until flipped), so the links written here carry
-  ``workflowType=machine_learning`` and the README says to flip it once;
-- the architecture's effective build keywords (the builder's defaults under the
-  registry name's, under the profile's overrides) as params ``arch.<keyword>``
-  (``arch.fusion``, ``arch.long_skip``, ``arch.tasks``, ...), the same keys for
-  every model, so the compare view highlights what an ablation switches;
-- the prepared split as an MLflow dataset (``mlflow.log_input``): name
-  ``<dataset>/<split>``, a content digest (SHA-256 of the byte-deterministic
-  split file) and a profile with the protocol and face count;
-- lineage: a training run tags the SHA-256 of the checkpoint it kept
-  (``checkpoint_sha256``); an evaluation run tags the same hash of the
-  checkpoint it scored and ``training_run_id``, the training run that wrote it
-  (looked up by that hash, so a retrained checkpoint is never misattributed);
-- in a table experiment, run names start with the paper row they fill (tag
-  ``paper_row``; ``BL`` for both halves of Table 4's BL), and the experiment
-  keeps a shared view (:func:`table_view`, linked from its description): the
-  table's metrics in its column order (PSNR, NME for Table 4) as the only
-  metric columns, then the switches that differ between its models.
+One store: ``mlflow.db`` (sqlite) and ``mlruns/`` in the main repository's root, unless
+``MLFLOW_TRACKING_URI`` says otherwise; stages run in DVC's temporary experiment workspaces log
+there too (:func:`store_root`), and concurrent writers serialize store and experiment creation
+on ``mlflow.db.lock``. ``JASRBENCH_MLFLOW=0`` turns logging off. Training runs go to
+``jasrbench/<profile>/train``, evaluation runs to one experiment per paper table whose columns
+read the split (else ``jasrbench/<profile>/evaluate``). So that ablations compare in the UI,
+every run carries the same tags (model, dataset, split, tables, ``table_N=yes``, git commit),
+the effective build keywords as ``arch.<keyword>`` params, the prepared split as an MLflow
+dataset with its SHA-256, and lineage by checkpoint hash (``checkpoint_sha256``,
+``training_run_id``); table experiments name runs by paper row and link a :func:`table_view`.
+Experiments are tagged as model training, and links carry ``workflowType=machine_learning``,
+because MLflow 3's UI otherwise opens them as GenAI.
 """
 
 from __future__ import annotations
