@@ -36,9 +36,8 @@ from .data import crop, degrade, protocols
 from .data.images import IMAGE_SUFFIXES, load_rgb
 from .data.landmarks import write_pts
 from .errors import DataError, JasrbenchError
-from .evaluate import load_model
 from .io import atomic_path, atomic_write_json
-from .train import predict, resolve_device
+from .runtime import load_model, predict, resolve_device
 
 log = logging.getLogger(__name__)
 

@@ -40,12 +40,13 @@ import torch
 
 from . import config as cfgmod
 from . import runtime, settings, tracking
+from .batcher import generator
 from .data import crop, degrade, protocols
 from .data.split import PreparedSplit, load_split
 from .errors import ConfigError, DataError
 from .io import atomic_path, atomic_write_json, read_json
-from .models import FaceModel, build
-from .train import generator, model_from_checkpoint, predict, resolve_device
+from .runtime import load_model, resolve_device
+from .scoring import VARIANTS, score_split
 
 log = logging.getLogger(__name__)
 
@@ -64,35 +65,6 @@ def resolve_split(prepared: Path, split: str) -> tuple[Path, str | None]:
     raise DataError(path, f"prepared split {split!r} not found (run `jasrbench prepare {dataset}` first)")
 
 
-def load_model(target: str, device: torch.device, protocol: str | None = None) -> tuple[FaceModel, dict[str, Any]]:
-    """A checkpoint path (its own protocol), or the registry name of a model without weights (``protocol``)."""
-    if Path(target).suffix == ".pt" or Path(target).is_file():
-        return model_from_checkpoint(target, device)
-    model = build(target)
-    if model.trainable:
-        raise ConfigError(f"{target!r} has weights: give its trained checkpoint (model.pt), not its name")
-    model.name = target
-    model.set_protocol(protocols.get(protocol).name)
-    return model.to(device).eval(), {"model": target, "arch": target, "overrides": {}, "protocol": model.protocol}
-
-
-# The authors scored LFW (Table 3) on the whole 128² output minus this border (EDSR-style shave).
-LFW_BORDER = 8
-
-
-def border_boxes(n: int, size: int, border: int = LFW_BORDER) -> torch.Tensor:
-    """N×4 boxes covering a ``size``² image minus ``border`` pixels on each side.
-
-    With the metrics' rule (pixels whose centres lie in the closed box) the box
-    ``(b, b, size−1−b, size−1−b)`` is exactly ``image[b:−b, b:−b]``, so PSNR/SSIM
-    on it equal scikit-image's on that crop.
-    """
-    if not 0 <= border < size // 2:
-        raise ValueError(f"border {border} does not fit a {size}-pixel image")
-    lo, hi = float(border), float(size - 1 - border)
-    return torch.tensor([lo, lo, hi, hi], dtype=torch.float32).expand(n, 4).clone()
-
-
 def select_faces(split: PreparedSplit, max_faces: int | None, seed: int, pairs_per_fold: int | None = None) -> PreparedSplit:
     """A seeded subset of ``max_faces`` faces; for a pairs split, ``pairs_per_fold`` same + different pairs per fold."""
     if split.pairs is not None:
@@ -103,33 +75,15 @@ def select_faces(split: PreparedSplit, max_faces: int | None, seed: int, pairs_p
     return split.subset(np.sort(perm[:max_faces]))
 
 
-def image_metrics(sr: torch.Tensor, hr: torch.Tensor, boxes: torch.Tensor) -> dict[str, np.ndarray]:
-    from .metrics import image_quality
-
-    out = {}
-    border = {"boxes": border_boxes(len(hr), hr.shape[-1])}
-    for suffix, kwargs in (("", {}), ("_image", {"region": "image"}), (f"_border{LFW_BORDER}", border),
-                           ("_jasrnet_code", {"convention": "jasrnet-code"})):
-        values = image_quality.psnr_ssim(sr, hr, **({"boxes": boxes} | kwargs))
-        out[f"psnr{suffix}"] = values["psnr"].cpu().numpy()
-        out[f"ssim{suffix}"] = values["ssim"].cpu().numpy()
-    return out
-
-
-def landmark_metrics(pred: np.ndarray, split: PreparedSplit) -> tuple[dict[str, np.ndarray], dict[str, Any], pd.DataFrame]:
-    """Per-image NME (+ inter-pupil for 68 points), the set-level AUC/failure rate, and the CED curve."""
+def landmark_set_metrics(nme: np.ndarray, split: PreparedSplit) -> tuple[dict[str, Any], pd.DataFrame]:
+    """The set-level AUC@0.08 and failure rate, the normalizer's name, and the CED curve of per-image NMEs."""
     from .metrics import landmarks as lm
 
-    normalizer = lm.default_normalizer(split.num_points)
-    nme = lm.nme(pred, split.landmarks, split.visible, normalizer=normalizer, boxes=split.boxes)
-    per_image = {"nme": nme}
-    if split.num_points == 68:
-        per_image["nme_inter_pupil"] = lm.nme(pred, split.landmarks, split.visible, normalizer="inter_pupil")
     set_level = {"auc_0.08": {"mean": lm.auc(nme, threshold=0.08), "n": len(nme)},
                  "failure_rate_0.08": {"mean": lm.failure_rate(nme, threshold=0.08), "n": len(nme)}}
     thresholds, fractions = lm.ced(nme)
-    return per_image, {"metrics": set_level, "nme_normalizer": normalizer}, pd.DataFrame(
-        {"nme": thresholds, "fraction": fractions})
+    return ({"metrics": set_level, "nme_normalizer": lm.default_normalizer(split.num_points)},
+            pd.DataFrame({"nme": thresholds, "fraction": fractions}))
 
 
 def recognizer_window(recognizer: str, margin: float):
@@ -147,7 +101,7 @@ def recognizer_window(recognizer: str, margin: float):
     return recognizers.Window(window.dx * k, window.dy * k, window.width * k, window.height * k)
 
 
-def verification_metrics(sr: torch.Tensor, hr: torch.Tensor, split: PreparedSplit, recognizer: str,
+def verification_metrics(sr: np.ndarray, hr: np.ndarray, split: PreparedSplit, recognizer: str,
                          hr_reference: bool) -> dict[str, Any]:
     """LFW 10-fold accuracy (percent, mean ± population std over folds) and ROC AUC of SR (and HR) faces."""
     from .metrics import recognizers, verification
@@ -157,7 +111,7 @@ def verification_metrics(sr: torch.Tensor, hr: torch.Tensor, split: PreparedSpli
     metrics: dict[str, Any] = {}
     sources = {"": sr} | ({"_hr": hr} if hr_reference else {})
     for suffix, faces in sources.items():
-        emb = rec.embed(degrade.to_uint8(faces))
+        emb = rec.embed(faces)
         res = verification.evaluate_pairs(emb, split.pairs, split.pair_same, split.pair_fold)
         metrics[f"acc{suffix}"] = {"mean": 100 * res["accuracy_mean"], "std": 100 * res["accuracy_std"],
                                    "folds": [100 * float(a) for a in res["fold_accuracies"]], "n": int(res["pairs"])}
@@ -219,23 +173,17 @@ def evaluate(
             else f"model {name!r} (the --protocol option, else profile {params['profile']!r}'s data.protocol)")
     protocols.require_same(full.protocol, str(split_path), model.protocol, what)
     split = select_faces(full, ev.get("max_faces"), seed, ev.get("pairs_per_fold"))
-    lr, hr = degrade.to_tensor(split.lr_at(model.scale)), degrade.to_tensor(split.hr)
-    sr, pred = predict(model, lr, dev, rt.eval_batch_size, precision)
-    per_image: dict[str, np.ndarray] = {}
+    scores = score_split(model, split, dev, rt.eval_batch_size, precision, variants=tuple(VARIANTS),
+                         inter_pupil=True, keep_sr=split.pairs is not None)
+    per_image: dict[str, np.ndarray] = scores.per_image
     extra: dict[str, Any] = {}
-    boxes = torch.from_numpy(split.boxes)
-    if model.predicts_sr:
-        per_image.update(image_metrics(sr, hr, boxes))
     ced = None
-    if pred is not None and split.num_points:
-        if pred.shape[1] != split.num_points:
-            raise ConfigError(f"{name} predicts {pred.shape[1]} points, {split_name} has {split.num_points}")
-        lm_values, lm_extra, ced = landmark_metrics(pred.numpy(), split)
-        per_image.update(lm_values)
+    if "nme" in per_image:
+        lm_extra, ced = landmark_set_metrics(per_image["nme"], split)
         extra.setdefault("metrics", {}).update(lm_extra.pop("metrics"))
         extra.update(lm_extra)
     if split.pairs is not None:
-        ver = verification_metrics(sr, hr, split, ev.get("recognizer", "dlib"), hr_reference)
+        ver = verification_metrics(scores.sr, split.hr, split, ev.get("recognizer", "dlib"), hr_reference)
         extra.setdefault("metrics", {}).update(ver.pop("metrics"))
         extra.update(ver)
 

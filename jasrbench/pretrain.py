@@ -46,6 +46,8 @@ from .errors import ConfigError, DataError
 from .io import atomic_path, atomic_write_json
 from .models import FaceModel, ModelOutput, build
 from . import settings as runtime_settings
+from .recipe import TrainConfig, carve_validation
+from .runtime import resolve_device
 from .pretrained import PRETRAINED_FORMAT, PRETRAINED_VERSION, settings
 
 log = logging.getLogger(__name__)
@@ -79,8 +81,6 @@ def pretrain(model_name: str, dataset: str, params: dict[str, Any], out_dir: str
              results_dir: str | Path | None = None, *, prepared: str | Path | None = None,
              device: str | None = None) -> dict[str, Any]:
     """Pretrain ``model_name``'s landmark network on ``dataset``'s HR training faces; returns ``pretrain.json``."""
-    from .train import TrainConfig, carve_validation, resolve_device
-
     pre = settings(params, model_name)
     if pre is None:
         raise ConfigError(f"models.{model_name} has no `pretrain` entry in profile {params['profile']!r}")

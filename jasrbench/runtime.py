@@ -1,4 +1,9 @@
-"""Device, precision and backend choices of training and evaluation (issue 12).
+"""How a model runs, outside any training recipe: device, precision, checkpoints, prediction.
+
+The two doors to a trained model are :func:`load_checkpoint` (the checked file)
+and :func:`model_from_checkpoint` (the model rebuilt from it); :func:`load_model`
+also takes the registry name of a model without weights (``bicubic``).
+:func:`predict` runs a model over an LR stack in batches.
 
 ``precision``:
 
@@ -26,9 +31,13 @@ from typing import Any
 
 import torch
 
-from .errors import ConfigError
+from .data import degrade, protocols
+from .errors import ConfigError, DataError
+from .io import atomic_path
 
 PRECISIONS = ("auto", "fp32", "bf16")
+CHECKPOINT_FORMAT = "jasrbench-checkpoint"
+CHECKPOINT_VERSION = 1
 _NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 
 
@@ -124,3 +133,89 @@ def describe(dev: torch.device, precision: str, compiled: bool) -> dict[str, Any
     if dev.type == "cuda":
         out["gpu"] = torch.cuda.get_device_name(dev)
     return out
+
+
+# --- checkpoints ------------------------------------------------------------------------------------
+def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
+    """``torch.save`` atomically (the temporary suffix is git- and DVC-ignored)."""
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """A jasrbench checkpoint (``model.pt`` or ``last.pt``), read with ``weights_only=True``; errors name the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(path, "checkpoint not found")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises several types for corrupt/foreign files
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0].split(". ")[0][:200]  # first sentence
+        raise DataError(path, f"not a loadable checkpoint, truncated or not written by torch ({reason})") from exc
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+        raise DataError(path, "not a jasrbench checkpoint")
+    if ckpt.get("version") != CHECKPOINT_VERSION:
+        raise DataError(path, f"checkpoint version {ckpt.get('version')}, this code reads {CHECKPOINT_VERSION}")
+    return ckpt
+
+
+def model_from_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> tuple[Any, dict[str, Any]]:
+    """(the trained model in eval mode on ``device``, its checkpoint) from ``model.pt``."""
+    from .models import build
+
+    ckpt = load_checkpoint(path)
+    if "state_dict" not in ckpt or "arch" not in ckpt:
+        raise DataError(path, "is a resume state (last.pt), not a trained model (model.pt)")
+    model = build(ckpt["arch"], **ckpt["overrides"])
+    try:
+        model.load_state_dict(ckpt["state_dict"])
+    except RuntimeError as exc:  # torch lists every mismatching tensor over many lines
+        raise DataError(path, f"its weights do not fit model {ckpt['arch']!r} "
+                              f"({str(exc).strip().splitlines()[0][:200]})") from exc
+    model.name = ckpt["model"]
+    model.set_protocol(ckpt.get("protocol", "clean"))  # checkpoints from before protocols: clean
+    return model.to(device).eval(), ckpt
+
+
+def load_model(target: str, device: torch.device, protocol: str | None = None) -> tuple[Any, dict[str, Any]]:
+    """A checkpoint path (its own protocol), or the registry name of a model without weights (``protocol``)."""
+    from .models import build
+
+    if Path(target).suffix == ".pt" or Path(target).is_file():
+        return model_from_checkpoint(target, device)
+    model = build(target)
+    if model.trainable:
+        raise ConfigError(f"{target!r} has weights: give its trained checkpoint (model.pt), not its name")
+    model.name = target
+    model.set_protocol(protocols.get(protocol).name)
+    return model.to(device).eval(), {"model": target, "arch": target, "overrides": {}, "protocol": model.protocol}
+
+
+# --- prediction -------------------------------------------------------------------------------------
+def predict_batch(model: Any, lr: torch.Tensor, dev: torch.device,
+                  precision: str = "fp32") -> tuple[torch.Tensor, torch.Tensor | None]:
+    """One batch on ``dev`` → (SR rounded to 8-bit levels, in [0, 1] floats; landmarks or None), on ``dev``."""
+    x = lr.to(dev).contiguous(memory_format=memory_format(dev, precision))
+    with autocast(dev, precision):
+        out = model(x)
+    sr = degrade.quantize(out.sr.float())
+    pts = model.decode_landmarks(out)
+    return sr, (None if pts is None else pts.float())
+
+
+@torch.no_grad()
+def predict(model: Any, lr: torch.Tensor, device: torch.device, batch_size: int,
+            precision: str = "fp32") -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Run ``model`` over an LR stack in batches → (SR in [0,1] on CPU, landmarks or None).
+
+    fp32 by default, so one checkpoint gives the same metrics on a GPU and a CPU.
+    """
+    model.eval()
+    precision = resolve_precision(precision, device)
+    srs, pts = [], []
+    for i in range(0, len(lr), batch_size):
+        sr, p = predict_batch(model, lr[i : i + batch_size], device, precision)
+        srs.append(sr.cpu())
+        if p is not None:
+            pts.append(p.cpu())
+    return torch.cat(srs), (torch.cat(pts) if pts else None)

@@ -60,7 +60,6 @@ import json
 import logging
 import math
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -73,101 +72,22 @@ from . import config as cfgmod
 from . import deps, distributed, runtime, settings, tracking
 from . import step as stepmod
 from . import pretrained as pretrain_mod
-from .batcher import Batcher, generator
-from .data import degrade, protocols
-from .data.augment import AugmentConfig, rotation_bound
+from .batcher import Batcher
+from .data import protocols
+from .data.augment import rotation_bound
 from .data.split import PreparedSplit, load_split
 from .errors import ConfigError, DataError, JasrbenchError
 from .io import atomic_path, atomic_write_json
 from .models import FaceModel, build
+from .recipe import TrainConfig, carve_validation, selection_key
+from .runtime import CHECKPOINT_FORMAT, CHECKPOINT_VERSION, load_checkpoint, model_from_checkpoint, save_checkpoint
+from .scoring import score_split, validation_metrics
 
 log = logging.getLogger(__name__)
-CHECKPOINT_FORMAT = "jasrbench-checkpoint"
-CHECKPOINT_VERSION = 1
 
 
 class TrainingDiverged(JasrbenchError):
     """The loss became NaN or infinite."""
-
-
-@dataclass
-class TrainConfig:
-    """The resolved training settings of one run (profile ``train`` + the model's ``train`` overrides)."""
-
-    epochs: int
-    batch_size: int
-    lr: float
-    betas: tuple[float, float]
-    weight_decay: float
-    milestones: list[int]
-    gamma: float
-    copies_per_epoch: float
-    max_faces: int | None
-    val_faces: int
-    augment: AugmentConfig
-    select: str  # "auto" | "psnr" | "nme"
-    # The fast path (issue 12): autocast precision (auto|fp32|bf16, jasrbench.runtime) and how many steps
-    # may pass between two host reads of the device-side loss sums (the finiteness check; also at
-    # checkpoints and validation). Device, compile, checkpoint_every, eval_batch_size: jasrbench.settings.
-    precision: str = "auto"
-    check_every: int = 100
-    # Optional GAN/perceptual terms (jasrbench.models.adversarial); 0 = off, as in the paper.
-    adversarial_weight: float = 0.0
-    perceptual_weight: float = 0.0
-    perceptual_layer: str = "relu5_4"
-    discriminator_width: int = 64
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
-        known = {f for f in cls.__dataclass_fields__}
-        unknown = set(d) - known
-        if unknown:
-            raise ConfigError(f"train: unknown keys {sorted(unknown)}; known: {sorted(known)}")
-        d = dict(d)
-        d["augment"] = AugmentConfig.from_dict(d.get("augment"))
-        d["betas"] = tuple(d.get("betas", (0.9, 0.999)))
-        d.setdefault("select", "auto")
-        d.setdefault("max_faces", None)
-        try:
-            # YAML 1.1 reads "1e-3" (no dot) as a string: coerce the numbers explicitly.
-            for key in ("adversarial_weight", "perceptual_weight"):
-                d[key] = float(d.get(key, 0.0))
-            d["discriminator_width"] = int(d.get("discriminator_width", 64))
-            d["check_every"] = int(d.get("check_every", 100))
-            if d["check_every"] < 1:
-                raise ValueError(f"check_every must be ≥ 1, got {d['check_every']}")
-            if d.get("precision", "auto") not in runtime.PRECISIONS:
-                raise ValueError(f"precision must be one of {', '.join(runtime.PRECISIONS)}, got {d['precision']!r}")
-            for key in ("lr", "weight_decay", "gamma", "copies_per_epoch"):
-                d[key] = float(d[key])
-            for key in ("epochs", "batch_size", "val_faces"):
-                d[key] = int(d[key])
-            d["milestones"] = [int(m) for m in d["milestones"]]
-            d["betas"] = tuple(float(b) for b in d["betas"])
-            if d["max_faces"] is not None:
-                d["max_faces"] = int(d["max_faces"])
-            return cls(**d)
-        except KeyError as exc:
-            raise ConfigError(f"train: missing key {exc}") from exc
-        except ValueError as exc:
-            raise ConfigError(f"train: {exc}") from exc
-        except TypeError as exc:
-            raise ConfigError(f"train: {exc}") from exc
-
-
-resolve_device = runtime.resolve_device
-
-
-def carve_validation(n: int, seed: int, val_faces: int, max_faces: int | None) -> tuple[np.ndarray, np.ndarray]:
-    """(train indices, validation indices): a seeded permutation of the training split."""
-    if val_faces >= n:
-        raise ConfigError(f"train.val_faces={val_faces} leaves no training faces out of {n}")
-    perm = torch.randperm(n, generator=generator(seed, -1)).numpy()
-    val = np.sort(perm[:val_faces])
-    rest = perm[val_faces:]
-    if max_faces is not None:
-        rest = rest[:max_faces]
-    return np.sort(rest), val
 
 
 def config_hash(payload: dict[str, Any]) -> str:
@@ -232,98 +152,6 @@ def resume_decision(last_path: Path, fingerprint: dict[str, Any], epochs: int, r
 def retire_resume_state(last_path: Path) -> None:
     """A finished run's ``last.pt`` is removed so that no later run can resume it."""
     last_path.unlink(missing_ok=True)
-
-
-# --- checkpoints --------------------------------------------------------------------------------
-def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
-    # The default temporary suffix (.tmp) is covered by .gitignore and .dvcignore: a kill mid-write
-    # leaves nothing DVC would cache in the stage's output folder.
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
-
-
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(path, "checkpoint not found")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises several types for corrupt/foreign files
-        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0].split(". ")[0][:200]  # first sentence
-        raise DataError(path, f"not a loadable checkpoint, truncated or not written by torch ({reason})") from exc
-    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
-        raise DataError(path, "not a jasrbench checkpoint")
-    if ckpt.get("version") != CHECKPOINT_VERSION:
-        raise DataError(path, f"checkpoint version {ckpt.get('version')}, this code reads {CHECKPOINT_VERSION}")
-    return ckpt
-
-
-def model_from_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> tuple[FaceModel, dict[str, Any]]:
-    """Rebuild a trained model from ``model.pt``."""
-    ckpt = load_checkpoint(path)
-    if "state_dict" not in ckpt or "arch" not in ckpt:
-        raise DataError(path, "is a resume state (last.pt), not a trained model (model.pt)")
-    model = build(ckpt["arch"], **ckpt["overrides"])
-    try:
-        model.load_state_dict(ckpt["state_dict"])
-    except RuntimeError as exc:  # torch lists every mismatching tensor over many lines
-        raise DataError(path, f"its weights do not fit model {ckpt['arch']!r} "
-                              f"({str(exc).strip().splitlines()[0][:200]})") from exc
-    model.name = ckpt["model"]
-    model.set_protocol(ckpt.get("protocol", "clean"))  # checkpoints from before protocols: clean
-    return model.to(device).eval(), ckpt
-
-
-# --- evaluation on the validation faces ------------------------------------------------------------
-@torch.no_grad()
-def predict(model: FaceModel, lr: torch.Tensor, device: torch.device, batch_size: int,
-            precision: str = "fp32") -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Run ``model`` over an LR stack in batches → (SR in [0,1] on CPU, landmarks or None).
-
-    fp32 by default, so one checkpoint gives the same metrics on a GPU and a CPU.
-    """
-    model.eval()
-    precision = runtime.resolve_precision(precision, device)
-    srs, pts = [], []
-    for i in range(0, len(lr), batch_size):
-        x = lr[i : i + batch_size].to(device).contiguous(memory_format=runtime.memory_format(device, precision))
-        with runtime.autocast(device, precision):
-            out = model(x)
-        srs.append(degrade.quantize(out.sr.float()).cpu())
-        p = model.decode_landmarks(out)
-        if p is not None:
-            pts.append(p.float().cpu())
-    return torch.cat(srs), (torch.cat(pts) if pts else None)
-
-
-def validation_metrics(model: FaceModel, val: PreparedSplit, device: torch.device, batch_size: int) -> dict[str, float]:
-    from .metrics import image_quality, landmarks as lm_metrics
-
-    lr = degrade.to_tensor(val.lr_at(model.scale))
-    hr = degrade.to_tensor(val.hr)
-    sr, pts = predict(model, lr, device, batch_size)
-    boxes = torch.from_numpy(val.boxes)
-    out: dict[str, float] = {}
-    if model.predicts_sr:
-        q = image_quality.psnr_ssim(sr, hr, boxes)
-        out["val_psnr"] = float(q["psnr"].mean())
-        out["val_ssim"] = float(q["ssim"].mean())
-    if pts is not None:
-        nme = lm_metrics.nme(pts.numpy(), val.landmarks, val.visible, normalizer=lm_metrics.default_normalizer(val.num_points),
-                             boxes=val.boxes)
-        out["val_nme"] = float(np.mean(nme))
-    return out
-
-
-def selection_key(model: FaceModel, select: str) -> tuple[str, int]:
-    """(metric, sign): the validation metric that picks the kept epoch; sign +1 = higher is better."""
-    if select == "auto":
-        select = "psnr" if model.predicts_sr else "nme"
-    if select == "psnr":
-        return "val_psnr", 1
-    if select == "nme":
-        return "val_nme", -1
-    raise ConfigError(f"train.select must be auto, psnr or nme, got {select!r}")
 
 
 # --- optional adversarial / perceptual terms ---------------------------------------------------------
@@ -525,7 +353,7 @@ def train(
     rt = settings.load(device=device)  # runtime settings: not in the fingerprint below
     # Under torchrun: join the process group, on cuda:LOCAL_RANK (or the CPU). The run's fingerprint
     # does not hold the process count: N processes train the model one process trains.
-    dev = distributed.setup(resolve_device(rt.device))
+    dev = distributed.setup(runtime.resolve_device(rt.device))
     world, main = distributed.world_size(), distributed.is_main()
     if cfg.batch_size % world:
         raise ConfigError(f"train.batch_size={cfg.batch_size} does not split into {world} equal slices, one per process")
@@ -744,11 +572,10 @@ def _write_samples(model_name: str, best_path: Path, val: PreparedSplit, dev: to
     from .report.figures import sample_grid
 
     model, _ = model_from_checkpoint(best_path, dev)
-    k = min(4, len(val))
-    lr = val.subset(np.arange(k)).lr_at(model.scale)
-    sr, pts = predict(model, degrade.to_tensor(lr), dev, k)
-    sample_grid(lr, degrade.to_uint8(sr), val.hr[:k], val.landmarks[:k],
-                None if pts is None else pts.numpy(), path, title=model_name)
+    faces = val.subset(np.arange(min(4, len(val))))
+    scores = score_split(model, faces, dev, len(faces), keep_sr=True)
+    sample_grid(faces.lr_at(model.scale), scores.sr, faces.hr, faces.landmarks, scores.landmarks, path,
+                title=model_name)
 
 
 # --- CLI -----------------------------------------------------------------------------------------------

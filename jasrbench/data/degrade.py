@@ -80,11 +80,18 @@ def upsample(lr: torch.Tensor, scale: int = SCALE, protocol: str | protocols.Pro
     return resize(lr, (h * scale, w * scale), antialias=protocols.get(protocol).antialias)
 
 
-def to_tensor(images: np.ndarray) -> torch.Tensor:
-    """N×H×W×3 uint8 array → N×3×H×W float tensor in [0, 1]."""
-    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
-        raise ValueError(f"expected N×H×W×3 uint8 images, got {images.dtype} {images.shape}")
-    return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float().div(255)
+def to_tensor(images: np.ndarray | torch.Tensor, device: torch.device | str | None = None) -> torch.Tensor:
+    """N×H×W×3 uint8 (array or tensor) → N×3×H×W float in [0, 1], converted on ``device``.
+
+    The suite's one uint8 → float conversion: the bytes travel, the floats are made where they are used.
+    """
+    if isinstance(images, np.ndarray):
+        images = torch.from_numpy(np.ascontiguousarray(images))
+    if not isinstance(images, torch.Tensor) or images.dtype != torch.uint8 or images.dim() != 4 \
+            or images.shape[-1] != 3:
+        what = f"{images.dtype} {tuple(images.shape)}" if hasattr(images, "shape") else type(images).__name__
+        raise ValueError(f"expected N×H×W×3 uint8 images, got {what}")
+    return images.to(device, non_blocking=True).permute(0, 3, 1, 2).float().div(255)
 
 
 def to_uint8(images: torch.Tensor) -> np.ndarray:

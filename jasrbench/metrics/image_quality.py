@@ -88,6 +88,7 @@ from typing import Literal
 import numpy as np
 import torch
 
+from ..data.degrade import to_tensor
 from ..numerics import fixed_order_sum
 
 Convention = Literal["standard", "jasrnet-code"]
@@ -129,7 +130,7 @@ def _levels(images, name: str = "images") -> torch.Tensor:
     if images.dtype == torch.uint8:
         if images.dim() != 4 or images.shape[-1] != 3:
             raise ValueError(f"{name}: uint8 images must be N×H×W×3, got {tuple(images.shape)}")
-        return images.permute(0, 3, 1, 2).float()
+        images = to_tensor(images)  # k/255 → the rounding below gives back exactly k
     if images.dim() != 4 or images.shape[1] != 3:
         raise ValueError(f"{name}: float images must be N×3×H×W, got {tuple(images.shape)}")
     return images.float().clamp(0, 1).mul_(255).round_()

@@ -76,7 +76,7 @@ import numpy as np
 import torch
 
 from ..data.crop import MARGIN
-from ..data.degrade import resize_bicubic
+from ..data.degrade import resize_bicubic, to_tensor
 from ..errors import ConfigError, DataError, JasrbenchError
 
 FACENET_WEIGHTS_ENV = "JASRBENCH_FACENET_WEIGHTS"
@@ -136,7 +136,7 @@ def prepare_faces(faces: np.ndarray, size: int, window: Window | None = None) ->
     faces = _check_faces(faces)
     if faces.shape[1] != faces.shape[2]:
         raise ValueError(f"face crops must be square, got {faces.shape[1]}×{faces.shape[2]}")
-    x = torch.from_numpy(np.ascontiguousarray(faces)).permute(0, 3, 1, 2).float().div(255)
+    x = to_tensor(faces)
     if window is not None:
         top, left, h, w = window.pixels(faces.shape[1])
         x = x[:, :, top : top + h, left : left + w]

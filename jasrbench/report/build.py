@@ -96,10 +96,9 @@ def choose_faces(names: list[str], k: int) -> list[str]:
 def comparison_figure(report: Report, models_dir: Path, prepared: Path, faces: int, device: str) -> None:
     import torch
 
-    from ..data import degrade
     from ..data.split import load_split
-    from ..evaluate import load_model
-    from ..train import model_from_checkpoint, predict
+    from ..runtime import load_model, model_from_checkpoint
+    from ..scoring import score_split
 
     results = report.results
     split = main_split(results)
@@ -122,8 +121,8 @@ def comparison_figure(report: Report, models_dir: Path, prepared: Path, faces: i
     position = {str(n): i for i, n in enumerate(data.names)}
     chosen = [n for n in choose_faces([n for n in names if n in position], faces)]
     idx = np.array([position[n] for n in chosen])
-    lr, hr, true_pts = data.lr[idx], data.hr[idx], data.landmarks[idx]
-    lr_t = degrade.to_tensor(lr)
+    faces = data.subset(idx)
+    lr, hr, true_pts = faces.lr, faces.hr, faces.landmarks
     dev = torch.device(device)
     columns = [figures.GridColumn("LR 16×16", lr)]
     for model in sr_models:
@@ -138,14 +137,12 @@ def comparison_figure(report: Report, models_dir: Path, prepared: Path, faces: i
                 continue
             net, _ = model_from_checkpoint(ckpt, dev)
             origin = str(ckpt)
-        net_lr = lr_t if net.scale == degrade.SCALE else degrade.to_tensor(data.subset(idx).lr_at(net.scale))
-        sr, pts = predict(net, net_lr, dev, len(idx))
+        scores = score_split(net, faces, dev, len(faces), keep_sr=True)
         values = per_image.get(model)
         captions = None
         if values is not None and "psnr" in values.columns:
             captions = [f"{values.loc[n, 'psnr']:.1f} dB" for n in chosen]
-        columns.append(figures.GridColumn(_label(model), degrade.to_uint8(sr),
-                                          None if pts is None else pts.numpy(), figures.PRED_COLOUR, captions))
+        columns.append(figures.GridColumn(_label(model), scores.sr, scores.landmarks, figures.PRED_COLOUR, captions))
         log.debug("comparison figure: %s from %s", model, origin)
     columns.append(figures.GridColumn("HR", hr, true_pts, figures.TRUE_COLOUR))
     row_labels = [_face_label(n) for n in chosen]

@@ -48,7 +48,8 @@ def test_training_stage_fits_the_floor_and_evaluation_scores_it(prepared_300w, t
     """`train mean_shape` takes no optimizer step, saves the training faces' mean shape, and its NME on the
     test faces is that of the mean shape itself: a floor every landmark model must beat."""
     from jasrbench.evaluate import evaluate
-    from jasrbench.train import model_from_checkpoint, train
+    from jasrbench.runtime import model_from_checkpoint
+    from jasrbench.train import train
 
     monkeypatch.setenv("JASRBENCH_MLFLOW", "0")
     params = copy.deepcopy(config.load_profile("smoke", REPO_ROOT))
@@ -61,7 +62,7 @@ def test_training_stage_fits_the_floor_and_evaluation_scores_it(prepared_300w, t
 
     data = load_split(prepared_300w.out / "train.npz")
     model, _ = model_from_checkpoint(tmp_path / "ckpt" / "model.pt")
-    from jasrbench.train import carve_validation
+    from jasrbench.recipe import carve_validation
     train_idx, _ = carve_validation(len(data), 0, 16, None)
     vis = data.visible[train_idx]
     expected = np.where(vis[..., None], data.landmarks[train_idx], 0).sum(0) / vis.sum(0)[:, None]

@@ -15,7 +15,7 @@ from pipeline_helpers import cli_env
 
 from jasrbench.io import atomic_path, atomic_write_json, read_json
 from jasrbench.paths import REPO_ROOT
-from jasrbench.train import save_checkpoint
+from jasrbench.runtime import save_checkpoint
 
 SLOW_WRITER = r"""
 import sys, time
@@ -76,7 +76,7 @@ def test_killed_prepare_leaves_no_partial_out(w300_root, tmp_path):
 SLOW_CHECKPOINT = r"""
 import sys, time
 from pathlib import Path
-from jasrbench import train
+from jasrbench import runtime
 
 def slow_save(obj, f):
     with open(f, "wb") as fh:
@@ -86,8 +86,8 @@ def slow_save(obj, f):
             print("wrote", flush=True)
             time.sleep(0.01)
 
-train.torch.save = slow_save
-train.save_checkpoint(Path(sys.argv[1]), {"epoch": 2})
+runtime.torch.save = slow_save
+runtime.save_checkpoint(Path(sys.argv[1]), {"epoch": 2})
 """
 
 

@@ -101,9 +101,9 @@ def test_accepted_train_keys_are_the_dataclass_fields():
     """config reads the keys from the source (no torch import when params load): they must be the real fields."""
     from jasrbench import config
     from jasrbench.data.augment import AugmentConfig
-    from jasrbench.train import TrainConfig
+    from jasrbench.recipe import TrainConfig
 
-    assert config._dataclass_keys("train", "TrainConfig") == set(TrainConfig.__dataclass_fields__)
+    assert config._dataclass_keys("recipe", "TrainConfig") == set(TrainConfig.__dataclass_fields__)
     assert config._dataclass_keys("data.augment", "AugmentConfig") == set(AugmentConfig.__dataclass_fields__)
 
 

@@ -16,7 +16,7 @@ from jasrbench.data.augment import AugmentConfig, augment_batch
 from jasrbench.data.split import load_split
 from jasrbench.errors import ConfigError
 from jasrbench.models import build
-from jasrbench.train import carve_validation
+from jasrbench.recipe import carve_validation
 
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (run benchmarks/gpu_check.sh)")
 

@@ -15,7 +15,9 @@ from pipeline_helpers import cli_env, tiny_params, write_params
 
 from jasrbench import train as train_mod
 from jasrbench.errors import ConfigError
-from jasrbench.train import TrainingDiverged, load_checkpoint, model_from_checkpoint, train
+from jasrbench import recipe, runtime
+from jasrbench.runtime import load_checkpoint, model_from_checkpoint
+from jasrbench.train import TrainingDiverged, train
 
 
 def _state(path):
@@ -64,12 +66,12 @@ def test_training_outputs_and_determinism(prepared_root, tmp_path):
 
 
 def test_validation_faces_are_carved_from_training_data_never_test(prepared_root):
-    train_idx, val_idx = train_mod.carve_validation(1675, seed=0, val_faces=100, max_faces=None)
+    train_idx, val_idx = recipe.carve_validation(1675, seed=0, val_faces=100, max_faces=None)
     assert len(set(train_idx) & set(val_idx)) == 0 and len(train_idx) + len(val_idx) == 1675
-    again = train_mod.carve_validation(1675, seed=0, val_faces=100, max_faces=None)
+    again = recipe.carve_validation(1675, seed=0, val_faces=100, max_faces=None)
     assert (again[1] == val_idx).all()
     with pytest.raises(ConfigError, match="val_faces"):
-        train_mod.carve_validation(10, seed=0, val_faces=10, max_faces=None)
+        recipe.carve_validation(10, seed=0, val_faces=10, max_faces=None)
 
 
 def _cli(params_file, out, results, *extra):
@@ -139,15 +141,15 @@ def test_unfinished_run_of_another_configuration_is_not_resumed(prepared_root, t
 def test_resume_decision_refuses_finished_or_foreign_states(tmp_path, caplog):
     fp = {"config": "c", "data": "d", "code": {"jasrbench/models/edsr.py": "1"}, "id": "x"}
     last = tmp_path / "last.pt"
-    base = {"format": train_mod.CHECKPOINT_FORMAT, "version": train_mod.CHECKPOINT_VERSION, "kind": "resume",
+    base = {"format": runtime.CHECKPOINT_FORMAT, "version": runtime.CHECKPOINT_VERSION, "kind": "resume",
             "optimizer": {}, "fingerprint": fp, "epoch": 1, "step": 3, "finished": False}
-    train_mod.save_checkpoint(last, base)
+    runtime.save_checkpoint(last, base)
     assert train_mod.resume_decision(last, fp, epochs=2, resume=True)["step"] == 3
     assert train_mod.resume_decision(last, fp, epochs=2, resume=False) is None
-    train_mod.save_checkpoint(last, {**base, "epoch": 2, "step": 0, "finished": True})
+    runtime.save_checkpoint(last, {**base, "epoch": 2, "step": 0, "finished": True})
     assert train_mod.resume_decision(last, fp, epochs=2, resume=True) is None
     changed = {**fp, "code": {"jasrbench/models/edsr.py": "2"}, "id": "y"}
-    train_mod.save_checkpoint(last, base)
+    runtime.save_checkpoint(last, base)
     with caplog.at_level("WARNING"):
         assert train_mod.resume_decision(last, changed, epochs=2, resume=True) is None
     assert "its code (jasrbench/models/edsr.py) differs" in caplog.text
