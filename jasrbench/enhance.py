@@ -2,23 +2,16 @@
 
     jasrbench enhance models/paper/jasrnet-300w/model.pt photo.jpg faces/ --out enhanced/ [--detect]
 
-Each input image is either one face crop (the default: the image's centred
-square, padded with black, is the face region, as the benchmark's crops are
-the face box × the protocol's margin) or, with ``--detect``, a photograph in
-which facenet-pytorch's MTCNN (weights inside its wheel) finds the faces; each
-face's square is MTCNN's box × the margin of the model's degradation protocol
-(:mod:`jasrbench.data.protocols`). The face square is brought to 128×128 and
-then to the model's 16×16 input exactly as ``prepare`` makes the benchmark's
-LR images, with the model's protocol (a face of 16 px or less is used as it
-is), then the model returns the 128×128 SR face and, if it predicts them, the
-landmarks.
+Each input image is one face crop (its centred square, padded with black, as the benchmark's crops are
+the face box × the margin) or, with ``--detect``, a photograph in which facenet-pytorch's MTCNN
+(weights inside its wheel) finds the faces, each framed as its box × the margin of the model's
+protocol (:mod:`jasrbench.data.protocols`). The square becomes the model's LR input exactly as ``prepare`` makes
+the benchmark's (a face already that small is used as it is).
 
-Per face, in ``--out``: ``<name>_lr.png`` (the 16×16 input), ``<name>_sr.png``,
-``<name>_overlay.png`` (SR ×2 with the predicted landmarks in green),
-``<name>.pts`` (landmarks in SR pixels, iBUG format, 1-based) and one
-``enhance.json`` listing every face: its source, face square, and landmarks
-in SR pixels and in the source image's pixels. Files are written atomically;
-an unreadable image is an error naming it (``--skip-bad`` logs and skips it).
+Per face, in ``--out``: ``<name>_lr.png``, ``<name>_sr.png``, ``<name>_overlay.png`` (SR ×2 with the
+predicted landmarks in green), ``<name>.pts`` (SR pixels, iBUG format, 1-based), and one
+``enhance.json`` with every face's source, square and landmarks in SR and source pixels. Files are
+written atomically; an unreadable image is an error naming it (``--skip-bad`` logs and skips it).
 """
 
 from __future__ import annotations

@@ -1,29 +1,22 @@
 """``jasrbench evaluate``: every metric of DESIGN §4 that a test split supports, per image.
 
-Input: a trained checkpoint (``model.pt``) or the name of a model without
-weights (``bicubic``), and a prepared test split (``DATASET/SPLIT``, e.g.
-``300w/common``, ``lfw/test``).
+Input: a checkpoint (``model.pt``) or a model without weights (``bicubic``), and a prepared test split
+(``DATASET/SPLIT``, e.g. ``300w/common``, ``lfw/test``). Per-image values come
+from :func:`jasrbench.scoring.score_split`:
 
-- SR models: PSNR and SSIM on Y inside the face box (the default, standard
-  convention), the whole-image variants, the whole image minus an 8-pixel
-  border (``*_border8``: how the authors scored LFW, Table 3), and the
-  authors'-code convention (``*_jasrnet_code``) so both can be reported.
-- Landmark models on splits with landmarks: NME (inter-ocular for 68 points,
-  box-normalized for AFLW's 19), with its CED curve, AUC@0.08 and failure rate.
-- LFW-layout splits (pairs, no landmarks): verification accuracy of the SR
-  faces with the profile's recognizer, 10-fold protocol (and the HR
-  reference with ``--hr-reference``).
+- SR models: PSNR and SSIM on Y in the face box (standard convention), over the whole image, over the
+  image minus an 8-pixel border (``*_border8``: how the authors scored LFW, Table 3) and under the
+  authors'-code convention (``*_jasrnet_code``), so both can be reported.
+- Landmark models on splits with landmarks: NME (inter-ocular for 68 points, box-normalized for AFLW's
+  19), its CED curve, AUC@0.08 and failure rate.
+- LFW-layout splits (pairs): 10-fold verification accuracy of the SR faces with the profile's
+  recognizer (and of HR with ``--hr-reference``).
 
-Outputs (``--out``): ``per_image.csv`` (one row per face), ``summary.json``
-(means with 95% bootstrap intervals; read by DVC as metrics), ``ced.csv`` for
-landmark models. A split that cannot be computed with the data at hand (e.g.
-300W challenge without iBUG) yields ``summary.json`` with ``available: false``
-and the reason, so the tables can say why a cell is empty.
-
-Protocols (:mod:`jasrbench.data.protocols`): a checkpoint carries the protocol
-it was trained under; a model without weights takes ``--protocol`` (default:
-the profile's ``data.protocol``). Evaluating on a split prepared under another
-protocol is an error naming both.
+Outputs (``--out``): ``per_image.csv``, ``summary.json`` (means with 95% bootstrap intervals; DVC
+metrics) and ``ced.csv``. A split the data at hand cannot give (300W challenge without iBUG) yields a
+``summary.json`` with ``available: false`` and the reason, so a table can say why a cell is empty.
+A checkpoint carries its degradation protocol; a model without weights takes ``--protocol`` (default:
+the profile's ``data.protocol``); a split prepared under another protocol is an error naming both.
 """
 
 from __future__ import annotations

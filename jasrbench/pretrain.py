@@ -1,28 +1,21 @@
 """``jasrbench pretrain``: a joint model's landmark network trained alone on HR faces, before joint training.
 
-Super-FAN (Bulat & Tzimiropoulos, CVPR 2018) integrates a FAN that was first
-trained on high-resolution faces; the joint SR + FAN training starts from it.
-A model opts in with ``pretrain_part`` (the attribute naming its landmark
-network, ``"fan"``) and a profile asks for it per model::
+Super-FAN (Bulat & Tzimiropoulos, CVPR 2018) starts its joint SR + FAN training from a FAN first
+trained on high-resolution faces. A model opts in with ``pretrain_part`` (the attribute naming its
+landmark network, ``"fan"``) and a profile asks for it per model::
 
     models:
       superfan:
         pretrain: {epochs: 2}        # optional: lr (default train.lr)
 
-and its ``runs.pretrain`` entry (``jasrbench profile runs`` writes it) is the DVC
-stage ``pretrain@<model>_<part>-<dataset>`` (``pretrain@superfan_fan-300w``)
-whose output the model's training stage depends on (its ``init``) and loads
+Its ``runs.pretrain`` entry (``jasrbench profile runs`` writes it) becomes the DVC stage
+``pretrain@<model>_<part>-<dataset>``, whose output the model's training stage loads
 (:meth:`load_pretrained`) before its first step.
 
-Data: the same training faces, validation faces (carved from the training
-split with the same seed, so the pretraining never sees them) and on-the-fly
-augmentation as ``train``, but the landmark network sees the **HR** 128×128
-face. Loss: the model's own heatmap loss on its own heatmap grid. Optimizer:
-the profile's Adam (lr, betas, weight decay), constant lr. The kept epoch is
-the one with the lowest validation NME (on HR faces).
-
-Outputs (``--out``): ``<part>.pt`` (the network's weights, loaded with
-``weights_only=True``); ``--results``: ``history.csv`` and ``pretrain.json``.
+Same training faces, validation carve (same seed: the pretraining never sees the validation faces) and
+augmentation as ``train``, but on the **HR** face; the model's own heatmap loss; the profile's Adam at
+a constant lr; the kept epoch has the lowest validation NME on HR faces. Outputs: ``--out``:
+``<part>.pt`` (loaded with ``weights_only=True``); ``--results``: ``history.csv``, ``pretrain.json``.
 """
 
 from __future__ import annotations

@@ -2,18 +2,17 @@
 
 Two kernels, chosen by the named protocol (:mod:`jasrbench.data.protocols`):
 
-- ``paper``: torch's **non-antialiased** bicubic (``antialias=False``): cubic convolution with
-  Keys a = −0.75, pixel-centre aligned (``align_corners=False``), border pixels replicated — the
-  kernel of OpenCV's ``INTER_CUBIC``, which the authors' code used for LR and upsampling
-  (tests/data/test_data_degrade.py checks both directions against OpenCV on real faces). When
-  downscaling ×8 it samples 4 of every 8×8 pixels' neighbourhood, so it aliases, as theirs did.
-- ``clean``: torch's antialiased bicubic (Keys a = −0.5, kernel stretched by the scale factor when
-  downscaling): MATLAB ``imresize``'s kernel; agrees with PIL's ``Image.BICUBIC`` on float images
-  (MATLAB pads the border symmetrically, torch/PIL renormalize the truncated kernel).
+- ``paper``: torch's **non-antialiased** bicubic (Keys a = −0.75, pixel-centre aligned, border
+  replicated): OpenCV's ``INTER_CUBIC``, which the authors' code used for LR and upsampling
+  (tests/data/test_data_degrade.py checks both directions against OpenCV). Downscaling ×8 it samples
+  4 of every 8×8 pixels' neighbourhood, so it aliases, as theirs did.
+- ``clean``: torch's antialiased bicubic (Keys a = −0.5, kernel stretched by the scale when
+  downscaling): MATLAB ``imresize``'s kernel; agrees with PIL's ``Image.BICUBIC`` on float
+  images (MATLAB pads the border symmetrically, torch/PIL renormalize the truncated kernel).
 
-Everything is batched in torch (B×C×H×W). An LR image is an 8-bit image: :func:`make_lr`
-quantizes after downscaling (and JPEG-compresses if the protocol says so, through PIL), so an LR made on the
-fly during training equals the stored prepared LR.
+Batched in torch (B×C×H×W). An LR image is an 8-bit image: :func:`make_lr` quantizes after
+downscaling (and JPEG-compresses through PIL if the protocol says so), so an LR made on the fly during
+training equals the stored prepared LR.
 """
 
 from __future__ import annotations

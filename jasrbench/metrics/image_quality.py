@@ -1,83 +1,41 @@
 """PSNR and SSIM on the Y channel inside each face box, batched in torch (DESIGN §4).
 
-Entry point::
+``psnr_ssim(sr, hr, boxes=None, *, convention="standard", region="face") -> {"psnr": Tensor[N], "ssim": Tensor[N]}``
+(``compute_image_metrics`` is the same function; ``psnr`` and ``ssim`` return one of the two).
+``sr``, ``hr``: N×3×H×W floats in [0, 1] or N×H×W×3 uint8, both quantized to 8 bits first (an SR
+output is judged as the 8-bit image it would be saved as); ``boxes``: N×4 ``(x0, y0, x1, y1)`` in
+0-based pixel-centre coordinates (a prepared split's landmark min/max). All work is on ``sr``'s device.
 
-    psnr_ssim(sr, hr, boxes=None, *, convention="standard", region="face") -> {"psnr": Tensor[N], "ssim": Tensor[N]}
+Region: the pixels whose centres lie in the closed box (columns ``ceil(x0) … floor(x1)``, rows
+likewise, clamped), so every landmark that defined the box lies in it; a region smaller than the
+11×11 SSIM window is an error. ``region="image"``: the whole image (the DIC/SPARNet-style variant).
 
-(``compute_image_metrics`` is the same function under the name the evaluation
-code's declarative layer uses; ``psnr`` and ``ssim`` return one of the two.)
+Conventions:
 
-Inputs
-    ``sr``, ``hr``: N×3×H×W float tensors in [0, 1] (or N×H×W×3 uint8 arrays or
-    tensors). Both are quantized to 8 bits first (SR models output floats; an
-    image is judged as the 8-bit image it would be saved as; HR is already 8-bit,
-    so this is a no-op for it). All work happens on ``sr``'s device.
-    ``boxes``: N×4 face boxes ``(x0, y0, x1, y1)`` in 0-based pixel-centre
-    coordinates of the images (a prepared split's ``boxes``: landmark min/max).
+- ``"standard"``: ITU-R BT.601 ``Y = 16 + 65.481 R + 128.553 G + 24.966 B`` (R, G, B in [0, 1], not
+  rounded), data range 255; SSIM of Wang et al. 2004 (Gaussian 11×11, σ = 1.5, K1 = 0.01, K2 = 0.03,
+  population (co)variances). Equal to skimage's ``peak_signal_noise_ratio(data_range=255)`` and
+  ``structural_similarity(gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
+  data_range=255)`` on the region's Y crop (tests/metrics/test_image_quality.py, on real faces).
+- ``"jasrnet-code"``: what the authors' evaluation code computes (JASRNet's ``src/utility.py``,
+  ``calc_psnr``), reported as ``*_jasrnet_code`` beside the standard values to compare with the
+  paper's numbers: ``Y' = 16 + (65.738 R + 129.057 G + 25.064 B) / 256`` on [0, 1] RGB (BT.601 on
+  0–1 data, the offset 16 left on the 0–255 scale), skimage's PSNR/SSIM with ``data_range = 1`` and
+  its default sample covariance (×121/120). PSNR equals the standard (offset and scale cancel); SSIM's
+  C1 is tiny beside the offset mean, so its luminance term is ≈ 1 whatever the brightness error and
+  SSIM reads higher (measured: results/README.md). The face region stays this module's (the
+  authors truncated the box with ``int()`` and shaved an 8-pixel border).
 
-Region (``region="face"``, the default, DESIGN §4)
-    **Box rounding rule**: the region of a box is the set of pixels whose
-    *centres lie inside the closed box*: columns ``ceil(x0) … floor(x1)`` and
-    rows ``ceil(y0) … floor(y1)``, both inclusive, clamped to the image. Every
-    landmark that defined the box therefore lies in a pixel of the region.
-    A region smaller than 11×11 pixels (the SSIM window) is an error.
-    ``region="image"``: the whole image (the DIC/SPARNet-style variant).
-
-Conventions
-    ``"standard"`` (default): ``Y = 16 + 65.481 R + 128.553 G + 24.966 B`` for
-    R, G, B in [0, 1] (ITU-R BT.601, 0–255 scale; not rounded), PSNR and SSIM
-    with data range 255; SSIM of Wang et al. 2004: Gaussian 11×11 window,
-    σ = 1.5, K1 = 0.01, K2 = 0.03, population (co)variances. This equals
-    ``skimage.metrics.peak_signal_noise_ratio(data_range=255)`` and
-    ``structural_similarity(gaussian_weights=True, sigma=1.5,
-    use_sample_covariance=False, data_range=255)`` applied to the Y crops of
-    the region (tests/metrics/test_image_quality.py checks it on real faces).
-
-    ``"jasrnet-code"``: what the authors' evaluation code computes (JASRNet's
-    ``src/utility.py``, ``calc_psnr``): RGB kept in [0, 1] (``rgb_range = 1``),
-    ``Y' = 16 + (65.738 R + 129.057 G + 25.064 B) / 256`` — the BT.601
-    coefficients (65.738/256 = 65.481/255 to 6 digits) applied to 0–1 data, but
-    the offset 16 left on the 0–255 scale — then scikit-image's PSNR/SSIM with
-    ``data_range = 1``, and SSIM with skimage's default sample covariance
-    (``cov_norm = 121/120``; the authors did not pass
-    ``use_sample_covariance=False``). What it does: ``Y' − 16 = (Y − 16)/255``
-    is the standard signal scaled to [0, 0.86], sitting on an offset of 16.
-    C1 = 1e-4 and C2 = 9e-4 are the same *relative to the signal's variations*
-    as the standard (0.01·255)² and (0.03·255)² are to Y, but tiny relative to
-    the 16-offset mean: the luminance term
-    ``(2 μx μy + C1) / (μx² + μy² + C1) = 1 − (μx − μy)² / (μx² + μy² + C1)``
-    becomes ≈ 1 for any brightness error (at a mean grey level of ~100 its
-    penalty shrinks (255 · 16.5 / 100)² ≈ 1,700×), while the contrast–structure term is unchanged
-    except for the ×121/120 on (co)variances, which lowers it slightly. Net
-    effect, measured on the 554 300W common-test faces: bicubic ×8 face SSIM
-    0.6443 → 0.6461 (higher on 95% of faces; whole image +0.0033), blur
-    +0.0007; an output 20 grey levels too bright 0.985 → 0.999; zero-mean
-    noise −0.0003 (only the covariance factor acts). PSNR is unchanged (the
-    offset cancels in the difference, the 1/255 scale cancels with data range
-    1) up to the coefficients' 7th digit. The face region rule stays this
-    module's (the authors' code truncated the box with ``int()`` and shaved 8
-    pixels at the image border). Reported only as ``*_jasrnet_code`` beside the
-    standard values, to compare with the paper's numbers.
-
-Batch independence
-    A face's numbers are a function of that face alone: the same face gives the
-    same bits whatever batch, chunk, order or thread count it is computed in
-    (the regression gate, the paired tests and the byte-for-byte rerun test rely
-    on it). Hence only IEEE-exact elementwise operations (``+ − × ÷``, never a
-    fused multiply-add, BLAS or a library reduction, whose rounding depends on
-    the shapes and threads around an image); a pixel's value then does not
-    depend on the crop it is computed in, so each chunk is filtered on the union
-    of its regions and put back on a whole-image canvas; sums are fixed pairwise
-    folds over that canvas (:func:`jasrbench.numerics.fixed_order_sum`); the
-    final logarithm is taken in Python, per image.
-    The Gaussian filter is separable, 'valid', as 11 shifted multiply–adds per
-    axis; SSIM needs four filtered maps (see ``_ssim_maps``), computed in
-    float32 on signals centred on each image's HR mean (removes the
-    cancellation in ``E[x²] − μ²``); region sums are float64. skimage on a crop
-    averages its SSIM map after discarding 5 pixels at each border of the crop,
-    i.e. exactly the windows lying fully inside the crop, so the per-image SSIM
-    is the mean of the valid map over the box shrunk by 5 pixels. PSNR of
-    identical regions is ``+inf`` (as skimage). Speed: ``benchmarks/bench_metrics.py``.
+Batch independence: a face's numbers are a function of that face alone, bit for bit, whatever the
+batch, chunk, order or thread count (the regression gate, the paired tests and the byte-for-byte
+rerun rely on it). Hence only IEEE-exact elementwise operations (never a fused multiply-add, BLAS or
+a library reduction, whose rounding depends on the shapes and threads around an image); each chunk
+is filtered on the union of its regions and put back on a whole-image canvas; sums are fixed pairwise
+folds (:func:`jasrbench.numerics.fixed_order_sum`); the final logarithm is taken per image in Python.
+SSIM's four filtered maps (:func:`_ssim_maps`) are float32 on signals centred on each image's HR mean;
+region sums are float64. skimage averages its SSIM map over the windows lying fully inside the crop,
+so the per-image SSIM is the mean of the valid map over the box shrunk by 5 pixels. PSNR of identical
+regions is ``+inf`` (as skimage). Speed: ``benchmarks/bench_metrics.py``.
 """
 
 from __future__ import annotations

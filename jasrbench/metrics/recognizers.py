@@ -1,65 +1,33 @@
 """Face recognizers behind one interface, for LFW verification of SR faces (DESIGN §4).
 
-Interface::
+``get("facenet" | "dlib", **options).embed(faces)`` → N×D float32, unit rows. ``faces``: N×H×W×3 uint8
+RGB face crops (e.g. ``degrade.to_uint8(sr)``), the 8-bit images a user would save; every model's
+output, HR and the bicubic baseline go through the same path.
 
-    rec = get("facenet" | "dlib", **options)
-    rec.embed(faces) -> ndarray N×D float32, unit rows
+One preparation rule, with no landmark detection and no per-image alignment (alignment run on an SR
+output would depend on the model being judged): the suite's crop is ``MARGIN`` × the face box, centred
+on it (:mod:`jasrbench.data.crop`; for LFW-layout data the box is the central 1/2.2 square, LFW's
+Viola–Jones box), so the face box is known without looking at the pixels. Each recognizer takes a
+fixed window of the crop, in face-box units relative to the box centre, matching the framing its
+weights were trained on, and resizes it with the suite's antialiased bicubic
+(:func:`jasrbench.data.degrade.resize_bicubic`). The windows (:data:`DLIB_WINDOW`,
+:data:`FACENET_WINDOW`) are the medians, over the photos of ``verify/`` (LFW's layout; no identity
+labels involved), of each recognizer's own aligner's chip mapped into the crop
+(:func:`calibrate_window`); the calibration and the accuracy it costs against per-image alignment are
+in results/README.md. For crops made by another rule pass ``window=None`` (the whole crop) or a
+:class:`Window` of your own.
 
-``faces``: an **N×H×W×3 uint8** array (RGB; the suite's face crops, 128×128;
-e.g. ``degrade.to_uint8(sr)``), the 8-bit images a user would save. Every
-model's output, HR and the bicubic baseline go through the same path.
-
-**One preparation rule**: no landmark detection and no per-image alignment
-(alignment run on an SR output would depend on the model being judged).
-The input is the suite's face crop — a square of ``MARGIN`` (1.3) × the face
-box, centred on it (:mod:`jasrbench.data.crop`; for LFW-layout data the face
-box is the central 1/2.2 square, LFW's Viola–Jones box) — so the face box is
-known without looking at the pixels. Each recognizer takes a *fixed window*
-of that crop, in face-box units relative to the box centre, chosen to match
-the framing its weights were trained on, and resizes it to its input size
-with the suite's antialiased bicubic
-(:func:`jasrbench.data.degrade.resize_bicubic`). The windows were calibrated
-once with :func:`calibrate_window`: each recognizer's own detector/aligner
-run on the 1,385 photos of ``verify/`` (LFW's layout; no identity labels
-involved), its chip rectangle mapped into the suite's crop, the median taken:
-
-- dlib (frontal detector + 5-point shape predictor + ``get_face_chip_details``,
-  150 px, padding 0.25; found 1,375 faces): a square of 1.037 face-box sides,
-  centred 0.104 sides below and 0.018 right of the box centre — on a 128-px
-  crop: 102 px, rows 23–124, columns 15–116;
-- facenet (facenet-pytorch's ``MTCNN(image_size=160, margin=14)`` box, as in
-  its LFW evaluation example; 1,385 faces): 0.891 wide × 1.197 high, centred
-  0.014 below — 88 × 118 px at rows 6–123, columns 21–108 — stretched to
-  160×160 as facenet-pytorch's ``extract_face`` does.
-
-Measured with dlib on ``verify/`` (10 folds, 1,200 pairs): this window on the
-HR crops 95.25 ± 2.4%; the whole 1.3× crop (``window=None``) 85.3% (the face
-is then smaller and higher than in dlib's training chips); dlib's own per-photo
-detection + rotation-aligned chips on the original 250-px photos 95.75 ± 2.1%,
-so the fixed window loses about half a point against per-image alignment;
-bicubic ×8 (16×16 → 128×128) through the same window 75.75 ± 4.3%. The
-facenet window could not be checked for accuracy here (no VGGFace2 weights
-offline). The windows assume the suite's crop rule; for other crops pass
-``window=None`` (the whole crop) or a :class:`Window` of your own.
-
-The recognizers:
-
-- ``facenet``: facenet-pytorch's ``InceptionResnetV1`` with VGGFace2 weights;
-  window → 160×160, then facenet's fixed standardization ``(x·255 − 127.5) / 128``;
-  embeddings 512-D, L2-normalized by the model. Weights come from, in order:
-  ``weights=PATH`` (a ``state_dict`` file, e.g. facenet-pytorch's
-  ``20180402-114759-vggface2.pt``; its ``logits.*`` classifier entries are
-  ignored), the environment variable ``JASRBENCH_FACENET_WEIGHTS``, or
-  facenet-pytorch's own download into ``$TORCH_HOME/checkpoints`` (cached).
-  When neither works the error names both ways. Runs on ``device`` (CUDA
-  when available by default), in batches.
-- ``dlib``: dlib's ``dlib_face_recognition_resnet_model_v1`` (from the
-  ``face-recognition-models`` package, found without importing it:
-  its import needs ``pkg_resources``); window → 150×150 (dlib's chip size),
-  rounded to 8 bits, ``compute_face_descriptor`` on the batch of chips (no jitter);
-  descriptors 128-D, L2-normalized here. Offline. dlib's CPU network is
-  single-threaded and releases the GIL, so batches run on ``workers`` threads,
-  each with its own copy of the network (≈ 70 ms per face per core).
+- ``facenet``: facenet-pytorch's ``InceptionResnetV1`` (VGGFace2); window stretched to 160×160 as
+  its ``extract_face`` does, then ``(x·255 − 127.5) / 128``; 512-D. Weights from ``weights=PATH`` (a
+  ``state_dict`` such as ``20180402-114759-vggface2.pt``; ``logits.*`` ignored), else
+  ``$JASRBENCH_FACENET_WEIGHTS``, else facenet-pytorch's download (cached in
+  ``$TORCH_HOME/checkpoints``); when neither works the error names both ways. Runs on ``device``
+  (CUDA when available), in batches.
+- ``dlib``: ``dlib_face_recognition_resnet_model_v1`` from the ``face-recognition-models`` package
+  (located, not imported: its import needs ``pkg_resources``); window → 150×150 chips rounded to 8
+  bits, ``compute_face_descriptor`` without jitter; 128-D, L2-normalized here; offline. Its CPU
+  network is single-threaded and releases the GIL, so batches run on ``workers`` threads, each with
+  its own copy of the network.
 """
 
 from __future__ import annotations
@@ -125,7 +93,7 @@ class Window:
         return min(max(top, 0), size - h), min(max(left, 0), size - w), h, w
 
 
-# Medians measured by calibrate_window() on the 1,385 photos of verify/ (see the module docstring).
+# Medians measured by calibrate_window() on the photos of verify/ (results/README.md, "Recognizer windows").
 DLIB_WINDOW = Window(0.018, 0.104, 1.037, 1.037)
 FACENET_WINDOW = Window(0.008, 0.014, 0.891, 1.197)
 

@@ -1,22 +1,13 @@
 """``jasrbench report``: the paper's tables, the figures and a README from one profile's results.
 
-The DAG's last stage (``dvc.yaml``: ``report``)::
-
-    jasrbench report --results results/<profile> --out results/<profile>
-
-reads ``metrics.json`` (from ``collect``), the per-image values and CED
-curves under ``eval/``, the training histories under ``train/``, the
-checkpoints under ``models/<profile>/`` (the comparison figure super-resolves
-a few fixed test faces with every SR model) and, when present,
-``results/model_costs.csv`` (``benchmarks/bench_model_costs.py``); it writes
-
-- ``tables/table{1..5}.{tex,csv,md}`` and ``tables/costs.*`` (:mod:`.results` → :mod:`.tables` →
-  :mod:`.render`),
-- ``figures/{comparison,ced,ced_ablations,training_curves,training_curves_ablations}.{png,pdf}``
-  (:mod:`.figures`),
-- ``README.md`` (:mod:`.readme`).
-
-Every file is written atomically. Defaults come from ``params.yaml``'s profile.
+The DAG's last stage (``jasrbench report --results results/<profile> --out results/<profile>``) reads
+``metrics.json`` (from ``collect``), the per-image values and CED curves under ``eval/``, the training
+histories under ``train/``, the checkpoints under ``models/<profile>/`` (the comparison figure
+super-resolves a few fixed test faces with every SR model) and, when present,
+``results/model_costs.csv`` (``benchmarks/bench_model_costs.py``). It writes ``tables/`` (Tables 1–5
+and costs as .tex/.csv/.md: :mod:`.results` → :mod:`.tables` → :mod:`.render`), ``figures/``
+(comparison, CED and training curves: :mod:`.figures`) and ``README.md`` (:mod:`.readme`), each
+atomically. Defaults come from ``params.yaml``'s profile.
 """
 
 from __future__ import annotations
