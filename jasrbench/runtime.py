@@ -5,20 +5,10 @@ and :func:`model_from_checkpoint` (the model rebuilt from it); :func:`load_model
 also takes the registry name of a model without weights (``bicubic``).
 :func:`predict` runs a model over an LR stack in batches.
 
-``precision``:
-
-- ``fp32``: no autocast.
-- ``bf16``: bf16 autocast of the forward pass (losses in fp32), wherever asked.
-- ``auto``: bf16 on CUDA and on CPUs with native bf16 arithmetic (AVX512-BF16
-  or AMX); fp32 everywhere else. On an AVX2-only CPU, bf16 is emulated by
-  oneDNN and is many times *slower* than fp32, so ``auto`` never picks it there.
-
-Native bf16 is read from the CPU's flags (``/proc/cpuinfo`` on Linux:
-``avx512_bf16``, ``amx_bf16``); where the flags cannot be read, from torch's
-own dispatch capability (``AVX512`` counts only with oneDNN's bf16 support).
-
-:func:`describe` is what ``train.json``, ``summary.json`` and MLflow record, so
-every number says which hardware path produced it.
+``precision``: ``fp32``; ``bf16`` (autocast of the forward pass, losses in fp32);
+``auto`` = bf16 on CUDA and on CPUs with native bf16 (AVX512-BF16 or AMX), fp32
+elsewhere: on an AVX2-only CPU oneDNN emulates bf16 and is many times slower.
+:func:`describe` is what results record, so every number names its hardware path.
 """
 
 from __future__ import annotations

@@ -1,54 +1,25 @@
-"""``jasrbench train``: one training loop for every model (DESIGN §2–§3, issue 5).
+"""``jasrbench train``: the one training loop of every model.
 
-Data: the prepared training split's context crops, sliced and split into
-train/validation by the profile (``train.max_faces``, ``train.val_faces``; the
-validation faces are carved from the *training* data — the authors picked their
-best epoch on the test set, we do not). The split sits on the device as uint8;
-each step indexes a batch there, augments it and makes the LR from the augmented
-HR (:class:`jasrbench.batcher.Batcher`). An epoch is ``copies_per_epoch``
-passes over the training faces (the paper's 15 offline copies).
+The pieces it puts together: the recipe's settings and validation carve
+(:mod:`jasrbench.recipe`), batches made on the device (:mod:`jasrbench.batcher`),
+the compiled or eager loss step (:mod:`jasrbench.step`), device, precision and
+checkpoints (:mod:`jasrbench.runtime`), validation (:func:`jasrbench.scoring.validation_metrics`)
+and DDP under torchrun (:mod:`jasrbench.distributed`).
 
-The loop (issue 12) reads nothing on the host inside a step: loss sums
-accumulate on the device (:class:`TrainState`, which also holds everything a
-resume needs), and the first non-finite loss is recorded there and acted on at
-the next check — every ``check_every`` steps, every few seconds (when the
-progress bar updates), before every checkpoint and at validation. Precision
-(``train.precision``: ``auto`` = bf16 on CUDA and on CPUs with native bf16,
-else fp32; :mod:`jasrbench.runtime`), torch.compile (``JASRBENCH_COMPILE``,
-``auto`` = on for CUDA) and fused Adam come from :mod:`jasrbench.step`; validation and
-``evaluate`` predict in fp32. Device, compile, checkpoint frequency and the
-validation batch are runtime settings (:mod:`jasrbench.settings`), outside the params
-and the run's fingerprint.
+Why it looks as it does:
 
-Several processes (issue 13): ``torchrun --nproc_per_node N -m jasrbench train …``
-trains one model with DistributedDataParallel (:mod:`jasrbench.distributed`; NCCL
-on ``cuda:LOCAL_RANK``, gloo on the CPU). Every rank draws the one-process global
-batch and trains on its slice, so N processes train the model one process trains
-(``train.batch_size`` must divide by N); the finiteness check and the loss sums
-are collective; rank 0 alone validates, logs to MLflow and writes checkpoints and
-results; every rank resumes from ``last.pt``.
+- No host read inside a step: loss sums and the first non-finite loss live on the
+  device (:class:`TrainState`) and are checked every ``check_every`` steps, every few
+  seconds, before each checkpoint and at validation; a NaN stops the run naming the
+  step, and only checked states are saved, so the last good checkpoint survives.
+- Exact resume: every random draw comes from a generator seeded by (seed, epoch, step),
+  and ``last.pt`` holds everything else. It is resumed only when the run's fingerprint
+  (config, prepared split bytes, source of every imported module) matches and the run
+  is unfinished, so a changed run never returns stale weights.
+- Validation faces are carved from the training split, never the test set.
 
-Optimizer and schedule as the paper (``paper`` profile): Adam (lr 5e-5,
-β 0.9/0.999, weight decay 5e-4), ×0.5 at epochs 20 and 30, 40 epochs, batch 8.
-Memory layout and precision follow the hardware (:mod:`jasrbench.runtime`).
-
-Reproducibility: every random draw (data order, augmentation) comes from a
-generator seeded by (seed, epoch, step), and the model is initialized from the
-seed, so a run resumed from its last checkpoint (``last.pt``: model,
-optimizer, scheduler, RNG states, position) ends exactly where an
-uninterrupted run ends (on the CPU). Checkpoints are written atomically at
-every epoch (and every ``JASRBENCH_CHECKPOINT_EVERY`` steps if not 0). A NaN/inf loss
-stops the run at the next check with a message naming the first bad step and
-the steps checked; a checkpoint is written only after a passed check, so the
-last good one is kept.
-
-Outputs (``--out``): ``model.pt`` (the best epoch on validation: weights and
-how to build the model; loaded with ``weights_only=True``), ``last.pt``
-(resume state, while the run is unfinished: it carries the run's fingerprint —
-config, prepared split, source of every module the run imports — and is
-resumed only when all three match; a finished run removes it). ``--results``: ``history.csv`` (per-epoch losses and
-validation metrics, a DVC plot), ``train.json`` (final numbers, DVC metrics),
-``samples.png`` (validation LR/SR/HR with landmarks).
+Outputs: ``--out``: ``model.pt`` (best validation epoch), ``last.pt`` (while unfinished);
+``--results``: ``history.csv``, ``train.json``, ``samples.png``.
 """
 
 from __future__ import annotations
@@ -516,8 +487,9 @@ def train(
             means = check_finite(epoch)
             bar.close()
             lr_used = optimizer.param_groups[0]["lr"]  # the epoch's rate, read before the schedule moves on
-            scheduler.step()
-            extra.epoch_done()
+            if not closed_form:  # a closed-form model takes no optimizer step; its schedule has nothing to move
+                scheduler.step()
+                extra.epoch_done()
             elapsed = time.perf_counter() - t0
             metrics = distributed.from_main(lambda: validation_metrics(model, val, dev, rt.eval_batch_size))
             row = {"epoch": epoch + 1, "lr": lr_used,
