@@ -64,14 +64,13 @@ def score_split(model, split: PreparedSplit, dev: torch.device, batch_size: int,
         raise ValueError(f"unknown metric variants {sorted(unknown)}; known: {sorted(VARIANTS)}")
     model.eval()
     precision = runtime.resolve_precision(precision, dev)
-    lr_all, hr_all = split.lr_at(model.scale), split.hr
     sums: dict[str, list[torch.Tensor]] = {}
     points, srs = [], []
     for i in range(0, len(split), batch_size):
         sl = slice(i, i + batch_size)
-        sr, pts = runtime.predict_batch(model, degrade.to_tensor(lr_all[sl], dev), dev, precision)
+        sr, pts = runtime.predict_batch(model, degrade.to_tensor(split.lr_at(model.scale, sl), dev), dev, precision)
         if model.predicts_sr:
-            hr = degrade.to_tensor(hr_all[sl], dev)
+            hr = degrade.to_tensor(split.hr[sl], dev)
             for suffix in variants:
                 options = dict(VARIANTS[suffix])
                 border = options.pop("border", None)

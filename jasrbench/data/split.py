@@ -81,14 +81,16 @@ class PreparedSplit:
             raise ValueError("this split has no context crops")
         return (self.context.shape[1] - self.hr.shape[1]) / 2
 
-    def lr_at(self, scale: int) -> np.ndarray:
-        """The LR faces at ``scale`` (N×(128/scale)²×3 uint8): the stored ×8 LR, else the HR degraded now
-        by the split's protocol (:func:`jasrbench.data.degrade.make_lr`, so it equals a training batch's LR)."""
+    def lr_at(self, scale: int, faces: slice | np.ndarray | None = None) -> np.ndarray:
+        """The LR of ``faces`` at ``scale`` (N×(128/scale)²×3 uint8): the stored ×8 LR, else their HR degraded
+        now by the split's protocol (:func:`jasrbench.data.degrade.make_lr`, so it equals a training batch's LR).
+        Scorers ask batch by batch, so no float copy of the whole split is made."""
         from . import degrade  # local: degrade imports torch, the split file format does not need it
 
         if int(scale) == degrade.SCALE:
-            return self.lr
-        lr = degrade.make_lr(degrade.to_tensor(self.hr), int(scale), protocol=self.protocol)
+            return self.lr if faces is None else self.lr[faces]
+        hr = self.hr if faces is None else self.hr[faces]
+        lr = degrade.make_lr(degrade.to_tensor(hr), int(scale), protocol=self.protocol)
         return degrade.to_uint8(lr)
 
     def subset(self, indices: np.ndarray) -> PreparedSplit:
