@@ -65,7 +65,7 @@ EOF
 
 log "2. CUDA tests"
 # On the CPU (dry run) they skip with their reason: -rs lists it.
-timeout 180 "$PY" -m pytest tests/pipeline/test_fast_path.py -k cuda -q -rs -p no:cacheprovider \
+timeout 180 "$PY" -m pytest tests/pipeline/test_fast_path.py tests/pipeline/test_scoring.py tests/metrics/test_image_quality.py -k cuda -q -rs -p no:cacheprovider \
   --junitxml "$OUT/cuda_tests.xml" 2>&1 | tee "$OUT/cuda_tests.txt" || log "CUDA tests FAILED (see cuda_tests.txt)"
 
 log "3. training throughput per model (batches $BATCHES)"
