@@ -8,8 +8,9 @@ so ``dvc status`` is clean afterwards. It runs a stage as ``dvc repro`` would (s
 ``DVC_ROOT``/``DVC_STAGE``, non-persistent outputs removed first; skipped when its upstream
 output came out identical) but never calls ``dvc repro``, and holds DVC's lock throughout so a
 concurrent ``dvc repro`` refuses to start. Workers: local CPU ones, one per GPU with task slots,
-or an existing scheduler. Each task gets ``OMP_NUM_THREADS`` = cores // concurrent tasks (speed,
-not results). A failed stage stops its dependents only; the command then names it, shows its
+or an existing scheduler. Each task gets ``OMP_NUM_THREADS`` = cores // concurrent tasks (speed;
+results too for the models whose CPU kernels follow the thread count: README, "Threads").
+A failed stage stops its dependents only; the command then names it, shows its
 log's tail (``.dvc/tmp/launch/<stage>.log``) and exits 1.
 """
 
