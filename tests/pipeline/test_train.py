@@ -32,8 +32,9 @@ def test_training_outputs_and_determinism(prepared_root, tmp_path):
     params = tiny_params(prepared_root)
     runs = []
     threads = torch.get_num_threads()
-    # The second run uses one thread: weights *and* logged losses must not depend on the thread count.
-    for name, n_threads in (("a", max(threads, 2)), ("b", 1)):
+    # 2 threads, then 1: weights *and* logged losses must not depend on it (the promise holds for 1 vs 2
+    # threads; from 3-4 threads on, oneDNN's weight gradients follow the thread count: README, "Threads").
+    for name, n_threads in (("a", 2), ("b", 1)):
         torch.set_num_threads(n_threads)
         try:
             summary = train("jasrnet", "300w", params, tmp_path / name / "ckpt", tmp_path / name / "res")
