@@ -21,7 +21,6 @@ import copy
 import json
 import os
 import platform
-import shutil
 import subprocess
 import sys
 import tempfile
