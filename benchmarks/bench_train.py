@@ -5,7 +5,8 @@ on the device as uint8, batches indexed, augmented (scale, rotation, flip with
 landmarks) and degraded there (:class:`jasrbench.batcher.Batcher`), forward at the
 precision ``auto`` resolves to and in the memory layout that follows it
 (channels_last on CUDA and native-bf16 CPUs, NCHW otherwise; :mod:`jasrbench.runtime`),
-``torch.compile`` as ``train.compile: auto`` decides (:mod:`jasrbench.step`),
+``torch.compile`` as ``train.compile: auto`` decides (:mod:`jasrbench.step`), fixed-order
+conv-bias/PReLU gradients if ``JASRBENCH_FIXED_ORDER_GRADS`` asks for them,
 fused Adam on CUDA, no host synchronization inside a step.
 
 ``--compare-reference`` also measures the reference path — the same
@@ -40,12 +41,13 @@ import numpy as np
 import torch
 from PIL import Image
 
-from jasrbench import runtime, step
+from jasrbench import runtime, settings, step
 from jasrbench.batcher import Batcher
 from jasrbench.data.augment import AugmentConfig
 from jasrbench.data.split import PreparedSplit, load_split
 from jasrbench.io import atomic_write_json
 from jasrbench.models import build
+from jasrbench.models.blocks import fixed_order_grads
 from jasrbench.paths import test_data_root
 
 
@@ -139,6 +141,8 @@ def reference_path(args, data: PreparedSplit, train_idx: np.ndarray, dev: torch.
 def suite_path(args, data: PreparedSplit, train_idx: np.ndarray, dev: torch.device,
                precision: str, compiled: bool) -> Callable[[int], None]:
     model = build_model(args.model, data, dev, runtime.memory_format(dev, precision))
+    if settings.load().fixed_order_grads:  # JASRBENCH_FIXED_ORDER_GRADS, as jasrbench train reads it
+        fixed_order_grads(model)
     optimizer = step.make_optimizer(model, 5e-5, (0.9, 0.999), 5e-4, dev)
     loss_fn = step.loss_function(model, dev, precision, compiled)
     mirror = torch.tensor(data.metadata["mirror_permutation"])
@@ -243,6 +247,7 @@ def main() -> None:
         "model": args.model, "params": sum(p.numel() for p in model.parameters()), "batch": args.batch,
         "steps_per_round": args.steps, "rounds": args.rounds, "warmup_steps": args.warmup,
         **runtime.describe(dev, precision, compiled),
+        "fixed_order_grads": bool(settings.load().fixed_order_grads and not compiled),
         "seconds_per_step_median": median["suite"], "img_per_s": args.batch / median["suite"],
         "peak_memory_mib": peaks["suite"], "warmup_s": warmup_s["suite"],
         "seconds_per_step": times["suite"],

@@ -158,6 +158,7 @@ def _at_least(value: Any, key: str, low: float, *, integer: bool = False, strict
 RUNTIME_SETTINGS = {
     "train.device": "JASRBENCH_DEVICE", "train.compile": "JASRBENCH_COMPILE",
     "train.checkpoint_every": "JASRBENCH_CHECKPOINT_EVERY", "train.eval_batch_size": "JASRBENCH_EVAL_BATCH_SIZE",
+    "train.fixed_order_grads": "JASRBENCH_FIXED_ORDER_GRADS",
     "evaluate.device": "JASRBENCH_DEVICE", "evaluate.batch_size": "JASRBENCH_EVAL_BATCH_SIZE",
 }
 

@@ -38,6 +38,7 @@ from .data.split import load_split
 from .errors import ConfigError, DataError
 from .io import atomic_path, atomic_write_json
 from .models import FaceModel, ModelOutput, build
+from .models.blocks import fixed_order_grads
 from . import settings as runtime_settings
 from .recipe import TrainConfig, carve_validation
 from .runtime import resolve_device
@@ -93,7 +94,10 @@ def pretrain(model_name: str, dataset: str, params: dict[str, Any], out_dir: str
     mirror_t = torch.tensor(mirror) if mirror else None
 
     torch.manual_seed(seed)
-    model = build(entry["arch"], **{**entry["overrides"], "num_points": data.num_points}).to(dev)
+    model = build(entry["arch"], **{**entry["overrides"], "num_points": data.num_points})
+    if rt.fixed_order_grads:
+        fixed_order_grads(model)
+    model = model.to(dev)
     part, network = _network(model, model_name)
     lr = float(pre.get("lr", cfg.lr))
     optimizer = torch.optim.Adam(network.parameters(), lr=lr, betas=cfg.betas, weight_decay=cfg.weight_decay)

@@ -15,6 +15,10 @@ setting                environment variable          default    meaning
                                                                 epoch only; there is one per epoch anyway)
 ``eval_batch_size``    ``JASRBENCH_EVAL_BATCH_SIZE`` ``32``     faces per forward pass in validation and
                                                                 evaluation
+``fixed_order_grads``  ``JASRBENCH_FIXED_ORDER_GRADS`` ``false`` conv-bias and PReLU-slope gradients summed in
+                                                                a fixed order in eager CPU training, so 1 and 2
+                                                                threads train the same bits (models/blocks.py;
+                                                                costs step time: results/README.md)
 =====================  ============================  =========  ==============================================
 
 Precedence: a command-line option (``--device``) over the environment variable
@@ -37,6 +41,7 @@ ENV = {
     "compile": "JASRBENCH_COMPILE",
     "checkpoint_every": "JASRBENCH_CHECKPOINT_EVERY",
     "eval_batch_size": "JASRBENCH_EVAL_BATCH_SIZE",
+    "fixed_order_grads": "JASRBENCH_FIXED_ORDER_GRADS",
 }
 _DEVICE = re.compile(r"auto|cpu|mps|(cuda|xpu)(:\d+)?")
 
@@ -47,6 +52,7 @@ class Runtime:
     compile: bool | str = "auto"
     checkpoint_every: int = 1000
     eval_batch_size: int = 32
+    fixed_order_grads: bool = False
 
 
 def _parse(name: str, value: Any, where: str) -> Any:
@@ -55,7 +61,7 @@ def _parse(name: str, value: Any, where: str) -> Any:
         if not _DEVICE.fullmatch(text):
             raise ConfigError(f"{where}: {value!r} is not a device; use auto, cpu, cuda or cuda:N")
         return text
-    if name == "compile":
+    if name in ("compile", "fixed_order_grads"):
         if isinstance(value, bool):
             return value
         lowered = text.lower()
@@ -63,9 +69,10 @@ def _parse(name: str, value: Any, where: str) -> Any:
             return True
         if lowered in ("false", "0", "no", "off"):
             return False
-        if lowered == "auto":
+        if lowered == "auto" and name == "compile":
             return "auto"
-        raise ConfigError(f"{where} must be true, false or auto, got {value!r}")
+        choices = "true, false or auto" if name == "compile" else "true or false"
+        raise ConfigError(f"{where} must be {choices}, got {value!r}")
     low = 0 if name == "checkpoint_every" else 1
     try:
         if isinstance(value, bool):

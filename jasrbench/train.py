@@ -50,6 +50,7 @@ from .data.split import PreparedSplit, load_split
 from .errors import ConfigError, DataError, JasrbenchError
 from .io import atomic_path, atomic_write_json
 from .models import FaceModel, build
+from .models.blocks import fixed_order_grads
 from .recipe import TrainConfig, carve_validation, selection_key
 from .runtime import CHECKPOINT_FORMAT, CHECKPOINT_VERSION, load_checkpoint, model_from_checkpoint, save_checkpoint
 from .scoring import score_split, validation_metrics
@@ -350,6 +351,8 @@ def train(
     entry["overrides"] = {**entry["overrides"], "num_points": data.num_points}
     torch.manual_seed(seed)
     model = build(entry["arch"], **entry["overrides"])
+    if rt.fixed_order_grads:  # a runtime setting: same bits at 1 and 2 CPU threads, slower steps
+        fixed_order_grads(model)
     # The profile's protocol must be the one the training split was prepared with (error naming both).
     protocols.require_same(data.protocol, str(split_path), protocols.get(params["data"].get("protocol")).name,
                            f"profile {params['profile']!r} (data.protocol)")
@@ -408,6 +411,8 @@ def train(
     hardware = runtime.describe(dev, precision, compiled)
     if world > 1:
         hardware["processes"] = world
+    if dev.type == "cpu":
+        hardware["fixed_order_grads"] = bool(rt.fixed_order_grads and not compiled)
 
     def save_resume_state() -> None:
         """last.pt (by rank 0), written only after the finiteness check passed (so it is always a good state)."""

@@ -14,7 +14,6 @@ from typing import Any
 
 from ..errors import ConfigError
 from .base import FaceModel
-from .blocks import fixed_order_grads
 
 
 @dataclass(frozen=True)
@@ -61,4 +60,4 @@ def build(name: str, **overrides: Any) -> FaceModel:
     except TypeError as exc:
         raise ConfigError(f"model {name!r}: bad arguments {sorted(overrides)} ({exc})") from exc
     model.registry_name = name
-    return fixed_order_grads(model)  # CPU training must not depend on the thread count
+    return model

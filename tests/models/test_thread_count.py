@@ -3,7 +3,8 @@ bit for bit (what lets ``jasrbench launch --workers 2`` on 2 cores give ``dvc re
 
 Every trainable architecture of the smoke profile at the profile's widths, on a batch of the profile's size
 made of real 300W training faces. Where the library's summation order follows the thread count and a cheap
-fixed order exists, the models use it (convolution bias and PReLU slope gradients, ``jasrbench/models/blocks.py``).
+fixed order exists, ``JASRBENCH_FIXED_ORDER_GRADS=true`` makes training use it (convolution bias and PReLU slope
+gradients, ``jasrbench/models/blocks.py``).
 Where not, the model is marked xfail with the operation. With more threads oneDNN's convolution weight
 gradients follow the thread count too (README, launch's "Threads"); only 1 against 2 is promised.
 """
@@ -22,7 +23,7 @@ from jasrbench.data.crop import crop_face
 from jasrbench.data.images import load_rgb
 from jasrbench.data.landmarks import landmark_box, read_pts
 from jasrbench.models import build, spec
-from jasrbench.models.blocks import FixedBiasConv2d, FixedBiasConvTranspose2d, FixedGradPReLU
+from jasrbench.models.blocks import FixedBiasConv2d, FixedBiasConvTranspose2d, FixedGradPReLU, fixed_order_grads
 from jasrbench.paths import REPO_ROOT
 
 PROFILE = config.load_profile("smoke", REPO_ROOT)
@@ -70,7 +71,7 @@ def _one_step(name: str, batch: dict, threads: int) -> dict[str, torch.Tensor]:
     torch.set_num_threads(threads)
     try:
         torch.manual_seed(0)
-        model = build(entry["arch"], **entry["overrides"]).train()
+        model = fixed_order_grads(build(entry["arch"], **entry["overrides"])).train()
         t = PROFILE["train"]
         optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=t["lr"],
                                      betas=tuple(t["betas"]), weight_decay=t["weight_decay"])
@@ -116,8 +117,10 @@ def test_fixed_order_layers_compute_what_the_library_does():
             assert torch.equal(fixed(x), plain(x))
 
 
-def test_build_swaps_in_the_fixed_order_layers():
-    model = build("srresnet", n_feats=8, n_blocks=1)
+def test_fixed_order_grads_swaps_the_layers_and_build_does_not():
+    plain = build("srresnet", n_feats=8, n_blocks=1)
+    assert {FixedBiasConv2d, FixedGradPReLU}.isdisjoint({type(m) for m in plain.modules()})
+    model = fixed_order_grads(plain)
     kinds = {type(m) for m in model.modules()}
     assert FixedBiasConv2d in kinds and FixedGradPReLU in kinds and nn.Conv2d not in kinds and nn.PReLU not in kinds
     assert all(isinstance(m, nn.Conv2d) for m in model.modules() if type(m) is FixedBiasConv2d)

@@ -112,6 +112,7 @@ BAD_RUNTIME = [  # (variable, value, the message after "jasrbench train: error: 
     ("JASRBENCH_COMPILE", "maybe", "JASRBENCH_COMPILE must be true, false or auto, got 'maybe'"),
     ("JASRBENCH_CHECKPOINT_EVERY", "-1", "JASRBENCH_CHECKPOINT_EVERY must be an integer >= 0, got '-1'"),
     ("JASRBENCH_EVAL_BATCH_SIZE", "0", "JASRBENCH_EVAL_BATCH_SIZE must be an integer >= 1, got '0'"),
+    ("JASRBENCH_FIXED_ORDER_GRADS", "auto", "JASRBENCH_FIXED_ORDER_GRADS must be true or false, got 'auto'"),
 ]
 
 

@@ -12,10 +12,10 @@ from jasrbench.train import train
 
 
 def test_option_over_environment_over_default():
-    assert settings.load({}) == settings.Runtime("auto", "auto", 1000, 32)
+    assert settings.load({}) == settings.Runtime("auto", "auto", 1000, 32, False)
     env = {"JASRBENCH_DEVICE": "cuda:1", "JASRBENCH_COMPILE": "off", "JASRBENCH_CHECKPOINT_EVERY": "0",
-           "JASRBENCH_EVAL_BATCH_SIZE": "128"}
-    assert settings.load(env) == settings.Runtime("cuda:1", False, 0, 128)
+           "JASRBENCH_EVAL_BATCH_SIZE": "128", "JASRBENCH_FIXED_ORDER_GRADS": "1"}
+    assert settings.load(env) == settings.Runtime("cuda:1", False, 0, 128, True)
     assert settings.load(env, device="cpu", eval_batch_size=None).device == "cpu"
     with pytest.raises(ConfigError, match=r"^--device: 'cuda:x' is not a device"):
         settings.load({}, device="cuda:x")

@@ -28,12 +28,14 @@ def _same_state(a, b) -> bool:
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_training_outputs_and_determinism(prepared_root, tmp_path):
+def test_training_outputs_and_determinism(prepared_root, tmp_path, monkeypatch):
     params = tiny_params(prepared_root)
     runs = []
     threads = torch.get_num_threads()
-    # 2 threads, then 1: weights *and* logged losses must not depend on it (the promise holds for 1 vs 2
-    # threads; from 3-4 threads on, oneDNN's weight gradients follow the thread count: README, "Threads").
+    # 2 threads, then 1: with JASRBENCH_FIXED_ORDER_GRADS, weights *and* logged losses must not depend on it
+    # (the promise holds for 1 vs 2 threads; from 3-4 threads on, oneDNN's weight gradients follow the thread
+    # count: README, "Threads").
+    monkeypatch.setenv("JASRBENCH_FIXED_ORDER_GRADS", "true")
     for name, n_threads in (("a", 2), ("b", 1)):
         torch.set_num_threads(n_threads)
         try:
@@ -42,6 +44,7 @@ def test_training_outputs_and_determinism(prepared_root, tmp_path):
             torch.set_num_threads(threads)
         runs.append(summary)
         res = tmp_path / name / "res"
+        assert json.loads((res / "train.json").read_text())["fixed_order_grads"] is True
         assert {p.name for p in res.iterdir()} >= {"history.csv", "train.json", "samples.png"}
         history = pd.read_csv(res / "history.csv")
         assert list(history["epoch"]) == [1, 2]
