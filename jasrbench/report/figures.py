@@ -231,7 +231,13 @@ def ced_figure(panels: Sequence[tuple[str, Sequence[Curve]]], stem: str | Path, 
             ax.set_title(title)
             ax.grid(alpha=0.25, lw=0.4)
             where = {"loc": "upper left", "bbox_to_anchor": (1.02, 1.0)} if single else {"loc": "lower right"}
-            ax.legend(frameon=False, handlelength=1.6, title="model  AUC@0.08", title_fontsize=6, **where)
+            legend = ax.legend(frameon=False, handlelength=1.6, title="model  AUC@0.08", title_fontsize=6, **where)
+            if single:  # widen the figure until the legend beside the panel fits (long labels lost their AUC)
+                needed = legend.get_window_extent(fig.canvas.get_renderer()).width / fig.dpi + 0.02 * width + 0.1
+                if needed > 1.45:
+                    width += needed - 1.45
+                    fig.set_size_inches(width, height)
+                    _margins(fig, width, height, right=needed, wspace=0.12)
         axes[0][0].set_ylabel("fraction of test images")
         if not panels:
             axes[0][0].text(0.5, 0.5, "no landmark model in these results", ha="center", va="center",

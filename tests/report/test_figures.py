@@ -104,3 +104,16 @@ def test_ced_figure_size_for_any_panel_count(tmp_path, n_panels):
                                figures.colours(["a", "b"]))
     assert [p.suffix for p in paths] == [".png", ".pdf"]
     assert Image.open(paths[0]).size == figures.pixel_size(figures.ced_figsize(n_panels))
+
+
+def test_a_long_legend_label_keeps_its_auc_inside_the_figure(tmp_path):
+    """The floor's long label ("Mean shape (no learning)  0.012") once ran off the right edge, AUC and all:
+    the single-panel figure widens until the legend fits, leaving a white strip at its right edge."""
+    x = np.linspace(0, 10, 101)
+    curves = [figures.Curve("JASRNet", "a", x, np.clip(x / 8, 0, 1), 0.42),
+              figures.Curve("Mean shape (no learning), a longer label", "b", x, x / 10, 0.012)]
+    png = figures.ced_figure([("300W common", curves)], tmp_path / "ced", figures.colours(["a", "b"]))[0]
+    image = _png(png)
+    ink = np.where((image[..., :3] < 200).any(axis=(0, 2)))[0]
+    assert image.shape[1] > figures.pixel_size(figures.ced_figsize(1))[0]
+    assert ink.max() < image.shape[1] - 5, "the legend touches the right edge: its text is cut"
