@@ -26,16 +26,17 @@ in results/README.md. For crops made by another rule pass ``window=None`` (the w
 - ``dlib``: ``dlib_face_recognition_resnet_model_v1`` from the ``face-recognition-models`` package
   (located, not imported: its import needs ``pkg_resources``); window → 150×150 chips rounded to 8
   bits, ``compute_face_descriptor`` without jitter; 128-D, L2-normalized here; offline. Its CPU
-  network is single-threaded and releases the GIL, so batches run on ``workers`` threads, each with
-  its own copy of the network.
+  network is single-threaded and holds the GIL (threads gave no speed-up), so batches of 32 run in
+  ``workers`` spawned processes (``dlib_worker.py``), each with its own copy of the network; the
+  batches, and so the embeddings, are the same for any worker count.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import os
-import threading
-from concurrent.futures import ThreadPoolExecutor
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -224,42 +225,37 @@ class DlibRecognizer:
             import dlib
         except ImportError as exc:  # pragma: no cover - dlib-bin is a dependency
             raise RecognizerUnavailable(f"dlib is not importable ({exc}); `pip install dlib-bin`") from exc
-        self._dlib = dlib
         self.model_path = Path(model_path) if model_path else dlib_model_path()
         if not self.model_path.is_file():
             raise DataError(self.model_path, "dlib face recognition model file not found")
-        if workers is None:
-            workers = min(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1, 8)
+        if workers is None:  # torch's thread budget: the cores, or launch's OMP_NUM_THREADS per stage
+            workers = min(torch.get_num_threads(), 8)
         self.workers = max(1, int(workers))
         self.batch_size = int(batch_size)
-        self._local = threading.local()
-        self._net()  # load once now: a bad file fails here, naming it
+        try:  # load once now: a bad file fails here, naming it
+            self._net = dlib.face_recognition_model_v1(str(self.model_path))
+        except RuntimeError as exc:
+            raise DataError(self.model_path, f"not a dlib face recognition model ({exc})") from exc
 
-    def _net(self):
-        net = getattr(self._local, "net", None)
-        if net is None:
-            try:
-                net = self._dlib.face_recognition_model_v1(str(self.model_path))
-            except RuntimeError as exc:
-                raise DataError(self.model_path, f"not a dlib face recognition model ({exc})") from exc
-            self._local.net = net
-        return net
-
-    def _embed_batch(self, chips: list[np.ndarray]) -> np.ndarray:
-        return np.asarray(self._net().compute_face_descriptor(chips), dtype=np.float64).reshape(len(chips), self.dim)
+    def _embed_batch(self, chips: np.ndarray) -> np.ndarray:
+        return np.asarray(self._net.compute_face_descriptor(list(chips)), dtype=np.float64).reshape(len(chips), self.dim)
 
     def embed(self, faces: np.ndarray) -> np.ndarray:
         faces = _check_faces(faces)
         x = prepare_faces(faces, DLIB_SIZE, self.window)
         chips = x.mul(255).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
-        batches = [list(chips[s : s + self.batch_size]) for s in range(0, len(chips), self.batch_size)]
+        batches = [chips[s : s + self.batch_size] for s in range(0, len(chips), self.batch_size)]
         if not batches:
             return np.zeros((0, self.dim), dtype=np.float32)
         if self.workers == 1 or len(batches) == 1:
             out = [self._embed_batch(b) for b in batches]
         else:
-            with ThreadPoolExecutor(min(self.workers, len(batches))) as pool:
-                out = list(pool.map(self._embed_batch, batches))
+            from . import dlib_worker
+
+            # spawn, not fork: a forked child of a process whose OpenMP threads already ran can hang.
+            with ProcessPoolExecutor(min(self.workers, len(batches)), mp_context=multiprocessing.get_context("spawn"),
+                                     initializer=dlib_worker.load, initargs=(str(self.model_path),)) as pool:
+                out = list(pool.map(dlib_worker.embed_batch, batches))
         return _normalize(np.concatenate(out))
 
 

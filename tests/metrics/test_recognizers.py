@@ -35,7 +35,9 @@ def test_dlib_embeds_real_faces_as_unit_vectors(common_faces):
     emb = rec.embed(faces)
     assert emb.shape == (6, 128) and emb.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-6)
-    # Deterministic, independent of batching and threads.
+    # The same bits from worker processes as in this process for the same batches (dlib_worker.py) ...
+    assert np.array_equal(emb, recognizers.get("dlib", workers=1, batch_size=3).embed(faces))
+    # ... and, within rounding, for any batching.
     single = recognizers.get("dlib", workers=1, batch_size=64).embed(faces)
     np.testing.assert_allclose(emb, single, atol=1e-6)
     # Different people are less similar than a face and its slightly blurred self.
