@@ -9,6 +9,9 @@ TORCH  ?= torch==2.14.1 torchvision==0.29.1
 # facenet-pytorch pins torch<2.3 in its metadata; its code runs on current torch.
 FACENET ?= facenet-pytorch==2.6.0
 PYTEST_ARGS ?=
+# pytest-xdist processes: whole files per process (module fixtures such as the smoke DAG stay in one);
+# 0 runs the suite in this process, `auto` one per core.
+TEST_WORKERS ?= 2
 PROFILE ?=
 # `make reproduce JOBS=N`: N stages at once through `jasrbench launch` (Dask); LAUNCH_ARGS adds its options.
 JOBS ?=
@@ -29,7 +32,7 @@ $(STAMP): pyproject.toml Makefile
 
 # pytest exits 5 when it collected nothing: that is a failure here, not a pass.
 test: install
-	@$(VENV)/bin/python -m pytest $(PYTEST_ARGS); rc=$$?; \
+	@$(VENV)/bin/python -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc
 
 # `make reproduce PROFILE=cpu` switches params.yaml to another profile first (a copy of pipelines/cpu.yaml).

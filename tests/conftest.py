@@ -21,6 +21,21 @@ from jasrbench.paths import TEST_DATA_ENV, test_data_root
 # subprocesses inherit it). Tests of the CUDA path ask for their device explicitly.
 os.environ.setdefault("JASRBENCH_DEVICE", "cpu")
 
+# The longest modules first (`make test` runs pytest-xdist with --dist loadfile, which hands out whole
+# files in collection order): the smoke DAG alone is about half the suite, so it must not start last.
+LONGEST_FIRST = ("pipeline/test_smoke_dag.py", "metrics/test_verification.py", "pipeline/test_launch.py",
+                 "pipeline/test_exp_queue.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    tests = Path(__file__).parent
+
+    def rank(item) -> int:
+        name = Path(item.fspath).relative_to(tests).as_posix() if Path(item.fspath).is_relative_to(tests) else ""
+        return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
+
+    items.sort(key=rank)  # stable: each module keeps its own order
+
 
 def _require() -> bool:
     return bool(os.environ.get("CI") or os.environ.get("JASRBENCH_REQUIRE_TEST_DATA"))
