@@ -6,8 +6,8 @@ results tree (conftest) trains and evaluates real smoke models — Table 4's
 rows BL (its SR-only and alignment-only halves) and JASRNet — logging to it
 over HTTP. What a reader of the UI relies on is checked here through the REST
 API (experiment kind, switches, datasets, lineage, the table view);
-``test_mlflow_browser.py`` checks the same in the rendered page. The last test
-stops the server.
+``test_mlflow_browser.py`` checks the same in the rendered page. The stop by
+process id is checked on a server of its own.
 """
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ import socket
 from pathlib import Path
 
 import pytest
-from report_helpers import LOGGED, PROFILE, ROWS, SWITCHES, experiment_ids, group_processes, search_runs
+from report_helpers import (LOGGED, PROFILE, ROWS, SWITCHES, experiment_ids, group_processes, search_runs,
+                            start_mlflow_server)
 
 from jasrbench import config, tracking
 from jasrbench.data.split import load_split
@@ -140,7 +141,7 @@ def test_runs_carry_switches_datasets_and_lineage(mlflow_server, results_tree):
     assert {(r["tags"]["model"], r["tags"]["split"]) for r in table3} == {("jasrnet", "lfw/test")}
 
 
-def test_table4_ablation_runs_found_through_the_rest_api_then_server_stopped(mlflow_server, results_tree):
+def test_table4_ablation_runs_found_through_the_rest_api(mlflow_server, results_tree):
     server = mlflow_server
     experiments = experiment_ids(server)
     assert {f"jasrbench/{PROFILE}/train", f"jasrbench/{PROFILE}/table4"} <= set(experiments), experiments
@@ -171,6 +172,16 @@ def test_table4_ablation_runs_found_through_the_rest_api_then_server_stopped(mlf
     assert "nme" not in bl_sr and "psnr" not in bl_align  # each BL model does one task
     assert {"psnr", "nme"} <= set(evaluations["jasrnet"]["metrics"])
 
+
+def test_server_stopped_by_its_process_id(tmp_path):
+    """A server of its own: the session's serves other modules' tests, which may run after this one
+    (pytest-xdist hands out whole files in any order)."""
+    server = start_mlflow_server(tmp_path)
+    try:
+        server.wait_ready()
+    except BaseException:
+        server.stop()
+        raise
     # Stop the server by its process id: the whole group (CLI + uvicorn worker) is gone, the port closed.
     pgid = server.pgid
     server.stop()
