@@ -27,7 +27,6 @@ import copy
 import json
 import os
 import platform
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -39,11 +38,12 @@ from jasrbench.io import atomic_write_json
 from jasrbench.paths import REPO_ROOT, test_data_root
 
 
-def _copy_repo(dest: Path) -> None:
-    sys.path.insert(0, str(REPO_ROOT / "tests" / "pipeline"))  # the tests' copy of a clone's files
-    from pipeline_helpers import copy_repo
+def _helpers():
+    """The tests' copies of a clone's files (tests/pipeline/pipeline_helpers.py)."""
+    sys.path.insert(0, str(REPO_ROOT / "tests" / "pipeline"))
+    import pipeline_helpers
 
-    copy_repo(dest)
+    return pipeline_helpers
 
 
 def _params(models: list[str], raw: Path) -> dict:
@@ -71,17 +71,10 @@ def _timed(cmd: list[str], repo: Path) -> float:
 
 
 def _whole_copy(dest: Path) -> None:
-    """Everything a clone holds (tracked and untracked-not-ignored files), committed to a fresh git repository."""
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=REPO_ROOT,
-                           capture_output=True, check=True).stdout
-    for name in filter(None, files.decode().split("\0")):
-        if (REPO_ROOT / name).is_file():
-            (dest / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(REPO_ROOT / name, dest / name)
+    """Everything a clone holds, as a git repository, with the smoke profile selected."""
     git = {"GIT_AUTHOR_NAME": "bench", "GIT_AUTHOR_EMAIL": "bench@localhost", "GIT_COMMITTER_NAME": "bench",
            "GIT_COMMITTER_EMAIL": "bench@localhost"}
-    for cmd in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-qm", "snapshot"]):
-        subprocess.run(cmd, cwd=dest, env={**os.environ, **git}, check=True, capture_output=True)
+    _helpers().copy_clone(dest, {**os.environ, **git})
     subprocess.run([sys.executable, "-m", "jasrbench", "profile", "use", "smoke"], cwd=dest, env=_env(dest),
                    check=True, capture_output=True)
 
@@ -113,7 +106,7 @@ def main() -> int:
             if args.whole:
                 _whole_copy(repo)
                 continue
-            _copy_repo(repo)
+            _helpers().copy_repo(repo)
             config.write_params(_params(models, (args.raw or test_data_root() / "300W").resolve()), repo)
             subprocess.run([dvc, "init", "--no-scm", "-q"], cwd=repo, check=True)
         result["dvc_repro_s"] = round(_timed([dvc, "repro"], repos["sequential"]), 1)

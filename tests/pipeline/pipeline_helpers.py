@@ -39,15 +39,28 @@ def cli_env() -> dict:
     return env
 
 
-def copy_repo(dest: Path, extra: tuple[str, ...] = ()) -> None:
-    """What a clone holds of the package, the profiles and the DAG (this checkout's working tree), plus ``extra``."""
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z", "--", "jasrbench", "pipelines",
-                            "dvc.yaml", ".dvcignore", "results/model_costs.csv", *extra],
+def _copy_cloned_files(dest: Path, *pathspec: str) -> None:
+    """The files a clone would hold under ``pathspec`` (all of them without one): tracked and
+    untracked-not-ignored files of this checkout's working tree."""
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z", "--", *pathspec],
                            cwd=REPO_ROOT, capture_output=True, check=True).stdout
     for name in filter(None, files.decode().split("\0")):
         if (REPO_ROOT / name).is_file():
             (dest / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(REPO_ROOT / name, dest / name)
+
+
+def copy_repo(dest: Path, extra: tuple[str, ...] = ()) -> None:
+    """What a clone holds of the package, the profiles and the DAG (this checkout's working tree), plus ``extra``."""
+    _copy_cloned_files(dest, "jasrbench", "pipelines", "dvc.yaml", ".dvcignore", "results/model_costs.csv", *extra)
+
+
+def copy_clone(dest: Path, env: dict) -> None:
+    """Everything a clone holds, committed to a fresh git repository in ``dest`` as one snapshot
+    (``env`` runs git: it names the committer)."""
+    _copy_cloned_files(dest)
+    for cmd in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-qm", "snapshot"]):
+        subprocess.run(cmd, cwd=dest, env=env, check=True, capture_output=True)
 
 
 def mini_300w(w300_root: Path, dest: Path, train_faces: int, test_faces: int) -> Path:

@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -30,6 +29,7 @@ from types import SimpleNamespace
 import pytest
 import yaml
 from latex_checks import compile_problems, pdflatex_available, structure_problems
+from pipeline_helpers import copy_clone
 
 from jasrbench import config
 from jasrbench.paths import REPO_ROOT
@@ -47,22 +47,11 @@ def _run(cmd: list[str], env: dict, cwd: Path, timeout: int = 3600) -> subproces
     return subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout)
 
 
-def _copy_checkout(dest: Path) -> None:
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=REPO_ROOT,
-                           capture_output=True, check=True).stdout.decode().split("\0")
-    for name in filter(None, files):
-        src = REPO_ROOT / name
-        if src.is_file():
-            (dest / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, dest / name)
-
-
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory, data_root):
     base = tmp_path_factory.mktemp("smoke")
     repo = base / "repo"
     repo.mkdir()
-    _copy_checkout(repo)
     (base / "shared").mkdir()
     (base / "shared" / "datasets").symlink_to(data_root, target_is_directory=True)
     env = dict(os.environ)
@@ -73,8 +62,7 @@ def smoke(tmp_path_factory, data_root):
     })
     env.pop("MLFLOW_TRACKING_URI", None)  # the copy's own mlflow.db
     env.pop("JASRBENCH_MLFLOW", None)
-    for cmd in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-qm", "snapshot"]):
-        subprocess.run(cmd, cwd=repo, env=env, check=True, capture_output=True)
+    copy_clone(repo, env)
     use = _run([sys.executable, "-m", "jasrbench.cli", "profile", "use", "smoke"], env, repo)
     assert use.returncode == 0, use.stderr
     start = time.monotonic()
