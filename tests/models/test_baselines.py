@@ -12,6 +12,7 @@ from torch import nn
 
 from jasrbench.data import degrade
 from jasrbench.models import build, spec
+from jasrbench.models.base import ModelOutput
 from model_helpers import SMALL, with_points
 
 BASELINES = [n for n in SMALL if n != "bicubic" and not n.startswith("jasrnet")]  # this file's models
@@ -200,6 +201,40 @@ def test_superfan_heatmaps_are_computed_from_the_sr_image(faces):
     model.heatmap_loss_value(out.heatmaps, target, mask).backward()
     sr_params = [p for n, p in model.named_parameters() if not n.startswith("fan.")]
     assert sr_params and all(p.grad is not None and p.grad.abs().sum() > 0 for p in sr_params)
+
+
+def test_superfan_sr_heatmap_weight_scales_only_the_sr_networks_heatmap_gradient(faces):
+    """sr_heatmap_weight w: the SR network's heatmap gradient is w times the unweighted one; the
+    FAN's and the forward pass are unchanged, and the pixel term reaches the SR network in full."""
+
+    def grads(weight: float, term: str) -> tuple[ModelOutput, dict[str, torch.Tensor]]:
+        model = small("superfan", sr_heatmap_weight=weight)
+        out = model(faces["lr"])
+        losses = model.loss(out, faces)
+        losses[term].backward()
+        return out, {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+    ref_out, ref = grads(1.0, "heatmap")
+    out, scaled = grads(0.25, "heatmap")
+    torch.testing.assert_close(out.sr, ref_out.sr, rtol=0, atol=0)
+    torch.testing.assert_close(out.heatmaps[-1], ref_out.heatmaps[-1], rtol=0, atol=0)
+    sr_names = [n for n in ref if not n.startswith("fan.")]
+    fan_names = [n for n in ref if n.startswith("fan.")]
+    assert sr_names and fan_names
+    for n in fan_names:
+        torch.testing.assert_close(scaled[n], ref[n])
+    for n in sr_names:
+        torch.testing.assert_close(scaled[n], 0.25 * ref[n], rtol=1e-4, atol=1e-9)
+    _, pixel_ref = grads(1.0, "sr")
+    _, pixel = grads(0.25, "sr")
+    for n in sr_names:
+        torch.testing.assert_close(pixel[n], pixel_ref[n])
+
+
+@pytest.mark.parametrize("bad", [-0.1, 1.5, float("nan")])
+def test_superfan_rejects_a_heatmap_weight_outside_0_1(bad):
+    with pytest.raises(ValueError, match="sr_heatmap_weight"):
+        build("superfan", **{**SMALL["superfan"], "sr_heatmap_weight": bad})
 
 
 def test_superfan_heatmap_loss_is_per_map_sum_averaged_over_maps(faces):
