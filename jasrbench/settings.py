@@ -4,22 +4,22 @@ They are not experiment params: they live outside ``params.yaml`` (so DVC reruns
 nothing when they change) and outside a training run's fingerprint (so a run
 interrupted on one device resumes on another).
 
-=====================  ============================  =========  ==============================================
-setting                environment variable          default    meaning
-=====================  ============================  =========  ==============================================
-``device``             ``JASRBENCH_DEVICE``          ``auto``   ``auto`` (CUDA if present, else CPU), ``cpu``,
-                                                                ``cuda``, ``cuda:N`` (the GPU index)
-``compile``            ``JASRBENCH_COMPILE``         ``auto``   torch.compile of the training step: ``true``,
-                                                                ``false``, ``auto`` (on for CUDA only)
-``checkpoint_every``   ``JASRBENCH_CHECKPOINT_EVERY`` ``1000``  steps between resume checkpoints (0: once per
-                                                                epoch only; there is one per epoch anyway)
-``eval_batch_size``    ``JASRBENCH_EVAL_BATCH_SIZE`` ``32``     faces per forward pass in validation and
-                                                                evaluation
-``fixed_order_grads``  ``JASRBENCH_FIXED_ORDER_GRADS`` ``false`` conv-bias and PReLU-slope gradients summed in
-                                                                a fixed order in eager CPU training, so 1 and 2
-                                                                threads train the same bits (models/blocks.py;
-                                                                costs step time: results/README.md)
-=====================  ============================  =========  ==============================================
+======================  ===============================  =========  ==============================================
+setting                 environment variable             default    meaning
+======================  ===============================  =========  ==============================================
+``device``              ``JASRBENCH_DEVICE``             ``auto``   ``auto`` (CUDA if present, else CPU), ``cpu``,
+                                                                    ``cuda``, ``cuda:N`` (the GPU index)
+``compile``             ``JASRBENCH_COMPILE``            ``auto``   torch.compile of the training step: ``true``,
+                                                                    ``false``, ``auto`` (on for CUDA only)
+``checkpoint_every``    ``JASRBENCH_CHECKPOINT_EVERY``   ``1000``   steps between resume checkpoints (0: once per
+                                                                    epoch only; there is one per epoch anyway)
+``eval_batch_size``     ``JASRBENCH_EVAL_BATCH_SIZE``    ``32``     faces per forward pass in validation and
+                                                                    evaluation
+``fixed_order_grads``   ``JASRBENCH_FIXED_ORDER_GRADS``  ``false``  conv-bias and PReLU-slope gradients summed in
+                                                                    a fixed order in eager CPU training, so 1 and 2
+                                                                    threads train the same bits (models/blocks.py;
+                                                                    costs step time: results/README.md)
+======================  ===============================  =========  ==============================================
 
 Precedence: a command-line option (``--device``) over the environment variable
 over the default. The numerical precision (``train.precision``,

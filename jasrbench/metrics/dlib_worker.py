@@ -20,6 +20,11 @@ def load(model_path: str) -> None:
     _NET = dlib.face_recognition_model_v1(model_path)
 
 
+def descriptors(net, chips: np.ndarray) -> np.ndarray:
+    """Descriptors (N×128, float64) of N 150×150×3 uint8 chips from ``net``, in one dlib call."""
+    return np.asarray(net.compute_face_descriptor(list(chips)), dtype=np.float64).reshape(len(chips), -1)
+
+
 def embed_batch(chips: np.ndarray) -> np.ndarray:
-    """Descriptors (N×128, float64) of N 150×150×3 uint8 chips, in one call as in the parent process."""
-    return np.asarray(_NET.compute_face_descriptor(list(chips)), dtype=np.float64).reshape(len(chips), -1)
+    """:func:`descriptors` with this worker's network (the parent process calls it with its own)."""
+    return descriptors(_NET, chips)

@@ -47,6 +47,7 @@ import torch
 from ..data.crop import MARGIN
 from ..data.degrade import resize_bicubic, to_tensor
 from ..errors import ConfigError, DataError, JasrbenchError
+from . import dlib_worker
 
 FACENET_WEIGHTS_ENV = "JASRBENCH_FACENET_WEIGHTS"
 FACENET_SIZE = 160
@@ -237,9 +238,6 @@ class DlibRecognizer:
         except RuntimeError as exc:
             raise DataError(self.model_path, f"not a dlib face recognition model ({exc})") from exc
 
-    def _embed_batch(self, chips: np.ndarray) -> np.ndarray:
-        return np.asarray(self._net.compute_face_descriptor(list(chips)), dtype=np.float64).reshape(len(chips), self.dim)
-
     def embed(self, faces: np.ndarray) -> np.ndarray:
         faces = _check_faces(faces)
         x = prepare_faces(faces, DLIB_SIZE, self.window)
@@ -248,10 +246,8 @@ class DlibRecognizer:
         if not batches:
             return np.zeros((0, self.dim), dtype=np.float32)
         if self.workers == 1 or len(batches) == 1:
-            out = [self._embed_batch(b) for b in batches]
+            out = [dlib_worker.descriptors(self._net, b) for b in batches]
         else:
-            from . import dlib_worker
-
             # spawn, not fork: a forked child of a process whose OpenMP threads already ran can hang.
             with ProcessPoolExecutor(min(self.workers, len(batches)), mp_context=multiprocessing.get_context("spawn"),
                                      initializer=dlib_worker.load, initargs=(str(self.model_path),)) as pool:

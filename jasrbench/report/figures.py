@@ -203,6 +203,10 @@ def _margins(fig, width: float, height: float, *, left: float = 0.45, right: flo
                         wspace=wspace)
 
 
+# Right margin (inches) kept for a single CED panel's legend; the figure widens past it when needed.
+CED_LEGEND_MARGIN = 1.45
+
+
 def ced_figsize(n_panels: int) -> tuple[float, float]:
     """A single panel (legend beside it) is a column wide; several panels fill ``FIG_WIDTH``."""
     return (4.4 if n_panels <= 1 else FIG_WIDTH), CED_HEIGHT
@@ -218,7 +222,7 @@ def ced_figure(panels: Sequence[tuple[str, Sequence[Curve]]], stem: str | Path, 
     single = len(panels) <= 1
     with plt.rc_context(_RC):
         fig, axes = plt.subplots(1, max(1, len(panels)), figsize=(width, height), squeeze=False, sharey=True)
-        _margins(fig, width, height, right=1.45 if single else 0.1, wspace=0.12)
+        _margins(fig, width, height, right=CED_LEGEND_MARGIN if single else 0.1, wspace=0.12)
         for ax, (title, curves) in zip(axes[0], panels, strict=False):
             for c in curves:
                 label = c.label + (f"  {c.auc:.3f}" if c.auc is not None else "")
@@ -234,8 +238,8 @@ def ced_figure(panels: Sequence[tuple[str, Sequence[Curve]]], stem: str | Path, 
             legend = ax.legend(frameon=False, handlelength=1.6, title="model  AUC@0.08", title_fontsize=6, **where)
             if single:  # widen the figure until the legend beside the panel fits (long labels lost their AUC)
                 needed = legend.get_window_extent(fig.canvas.get_renderer()).width / fig.dpi + 0.02 * width + 0.1
-                if needed > 1.45:
-                    width += needed - 1.45
+                if needed > CED_LEGEND_MARGIN:
+                    width += needed - CED_LEGEND_MARGIN
                     fig.set_size_inches(width, height)
                     _margins(fig, width, height, right=needed, wspace=0.12)
         axes[0][0].set_ylabel("fraction of test images")
