@@ -147,7 +147,7 @@ def _threads() -> int:
     worker = get_worker()
     # With GPU resources, those bound how many stages run at once, not the worker's thread count.
     slots = int(worker.state.total_resources.get("GPU", 0)) or worker.state.nthreads
-    return max(1, _cores() // max(1, slots))
+    return threads_per_task(slots)
 
 
 def run_stage(job: StageJob, *upstream: dict) -> dict:
@@ -229,6 +229,11 @@ def _cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
+def threads_per_task(slots: int) -> int:
+    """Torch/OpenMP threads each stage gets when ``slots`` stages share this machine's cores."""
+    return max(1, _cores() // max(1, slots))
+
+
 def _local_cluster(workers: int, gpus: list[str], per_gpu: int):
     """A local cluster: ``workers`` one-slot workers, or one worker with ``per_gpu`` slots per GPU."""
     from distributed import LocalCluster, Nanny, Scheduler, SpecCluster
@@ -298,7 +303,7 @@ def _run(repo, jobs: list[StageJob], *, workers, gpus, per_gpu, scheduler, Clien
         cluster = _local_cluster(workers, gpus, per_gpu)
         client = Client(cluster)
         slots = len(gpus) * per_gpu if gpus else workers
-        env = dict.fromkeys(THREAD_VARIABLES, str(max(1, _cores() // slots)))
+        env = dict.fromkeys(THREAD_VARIABLES, str(threads_per_task(slots)))
         if gpus:
             resources = {"GPU": 1}
         else:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import copy
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -30,6 +29,7 @@ from pipeline_helpers import copy_repo, mini_300w
 import yaml
 
 from jasrbench import config
+from jasrbench.launch import threads_per_task
 from jasrbench.paths import REPO_ROOT
 
 pytestmark = pytest.mark.slow
@@ -94,7 +94,7 @@ def runs(tmp_path_factory, w300_root):
     sequential, launched = _new_repo(base / "sequential", params), _new_repo(base / "launched", params)
 
     start = time.monotonic()
-    threads = str(max(1, len(os.sched_getaffinity(0)) // 2))  # what launch --workers 2 gives each stage
+    threads = str(threads_per_task(2))  # what launch --workers 2 gives each stage
     repro = _dvc(sequential, "repro", OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads)
     repro_s = time.monotonic() - start
     assert repro.returncode == 0, (repro.stdout[-3000:], repro.stderr[-3000:])

@@ -32,6 +32,7 @@ from latex_checks import compile_problems, pdflatex_available, structure_problem
 from pipeline_helpers import copy_clone
 
 from jasrbench import config
+from jasrbench.launch import threads_per_task
 from jasrbench.paths import REPO_ROOT
 from jasrbench.report import paper
 
@@ -70,8 +71,8 @@ def smoke(tmp_path_factory, data_root):
     seconds = time.monotonic() - start
     assert launch.returncode == 0, (launch.stdout[-4000:], launch.stderr[-4000:])
     print(f"\nsmoke DAG under launch --workers 2: {seconds:.0f} s")
-    # What launch gave each stage (launch._threads with two task slots): a rerun compared bit for bit uses it too.
-    threads = str(max(1, len(os.sched_getaffinity(0)) // 2))
+    # What launch gave each stage (two task slots): a rerun compared bit for bit uses it too.
+    threads = str(threads_per_task(2))
     return SimpleNamespace(repo=repo, env=env, log=launch.stdout + launch.stderr, seconds=seconds,
                            params=config.load_params(repo / "params.yaml"), threads=threads)
 
