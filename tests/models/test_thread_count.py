@@ -6,7 +6,8 @@ made of real 300W training faces. Where the library's summation order follows th
 fixed order exists, ``JASRBENCH_FIXED_ORDER_GRADS=true`` makes training use it (convolution bias and PReLU slope
 gradients, ``jasrbench/models/blocks.py``).
 Where not, the model is marked xfail with the operation. With more threads oneDNN's convolution weight
-gradients follow the thread count too (README, launch's "Threads"); only 1 against 2 is promised.
+gradients follow the thread count too (README, launch's "Threads"); only 1 against 2 is promised, and
+only where oneDNN's own 3×3 weight gradient does not follow it (``tests/thread_probe.py``: AVX2 yes, AVX512 no).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from jasrbench.data.landmarks import landmark_box, read_pts
 from jasrbench.models import build, spec
 from jasrbench.models.blocks import FixedBiasConv2d, FixedBiasConvTranspose2d, FixedGradPReLU, fixed_order_grads
 from jasrbench.paths import REPO_ROOT
+from thread_probe import conv_weight_grad_follows_threads
 
 PROFILE = config.load_profile("smoke", REPO_ROOT)
 
@@ -90,6 +92,8 @@ def _one_step(name: str, batch: dict, threads: int) -> dict[str, torch.Tensor]:
 def test_one_training_step_is_the_same_with_1_and_2_threads(name, batch):
     two, one = _one_step(name, batch, 2), _one_step(name, batch, 1)
     differ = [k for k in two if not torch.equal(two[k], one[k])]
+    if differ and (why := conv_weight_grad_follows_threads()) is not None:
+        pytest.xfail(why)
     assert not differ, f"{name}: {len(differ)} of {len(two)} tensors depend on the thread count, e.g. {differ[:4]}"
 
 
