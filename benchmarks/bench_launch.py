@@ -34,7 +34,7 @@ import time
 from pathlib import Path
 
 from jasrbench import config
-from jasrbench.io import atomic_write_json
+from jasrbench.files import atomic_write_json
 from jasrbench.paths import REPO_ROOT, test_data_root
 
 

@@ -43,7 +43,7 @@ from jasrbench.data import degrade
 from jasrbench.data.crop import crop_face
 from jasrbench.data.images import load_rgb
 from jasrbench.data.landmarks import landmark_box, read_pts
-from jasrbench.io import atomic_write_json
+from jasrbench.files import atomic_write_json
 from jasrbench.metrics import image_quality as iq
 from jasrbench.paths import REPO_ROOT, test_data_root
 

@@ -39,7 +39,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from tqdm import tqdm
 
 from jasrbench.data import degrade
-from jasrbench.io import atomic_path
+from jasrbench.files import atomic_path
 from jasrbench.models import FaceModel, available, build
 from jasrbench.paths import REPO_ROOT
 

@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 
 from jasrbench.data.prepare import prepare
-from jasrbench.io import atomic_write_json
+from jasrbench.files import atomic_write_json
 from jasrbench.paths import test_data_root
 
 

@@ -45,7 +45,7 @@ from jasrbench import runtime, settings, step
 from jasrbench.batcher import Batcher
 from jasrbench.data.augment import AugmentConfig
 from jasrbench.data.split import PreparedSplit, load_split
-from jasrbench.io import atomic_write_json
+from jasrbench.files import atomic_write_json
 from jasrbench.models import build
 from jasrbench.models.blocks import fixed_order_grads
 from jasrbench.paths import test_data_root

@@ -91,7 +91,7 @@ mkdir -p "$OUT/logs" && cp "$WORK"/conc_*.log "$OUT/logs/"
 "$PY" - "$WORK" "$OUT/concurrent.json" $KS <<'EOF'
 import json, sys
 from pathlib import Path
-from jasrbench.io import atomic_write_json
+from jasrbench.files import atomic_write_json
 work, out, ks = Path(sys.argv[1]), sys.argv[2], [int(k) for k in sys.argv[3:]]
 rows = []
 for k in ks:

@@ -23,7 +23,7 @@ from jasrbench import models, runtime, step
 from jasrbench.batcher import Batcher
 from jasrbench.data.augment import AugmentConfig
 from jasrbench.data.split import load_split
-from jasrbench.io import atomic_write_json
+from jasrbench.files import atomic_write_json
 
 NOT_TRAINED = {"bicubic", "mean_shape"}  # no weights / closed form
 

@@ -22,7 +22,7 @@ from typing import Any
 
 from . import config as cfgmod
 from .errors import DataError
-from .io import atomic_write_json, read_json
+from .files import atomic_write_json, read_json
 
 
 def collect(params: dict[str, Any], root: str | Path = ".") -> dict[str, Any]:

@@ -23,7 +23,7 @@ from typing import Any
 import yaml
 
 from .errors import ConfigError
-from .io import atomic_write_text
+from .files import atomic_write_text
 from .paths import PACKAGE_DIR, REPO_ROOT
 
 PARAMS_FILE = "params.yaml"
@@ -229,7 +229,7 @@ def check_train(train: dict[str, Any], key: str, only: dict[str, Any] | None = N
 def _expected_train(params: dict[str, Any], model: str, dataset: str) -> dict[str, Any]:
     """The ``runs.train`` entry that trains ``model`` on ``dataset`` (code slots and init from the code)."""
     from .models import spec
-    from .pretrained import pretrained_file, settings as pretrain_settings
+    from .pretrained_weights import pretrained_file, settings as pretrain_settings
 
     arch = (params["models"].get(model) or {}).get("arch", model)
     code = _model_code_slots(arch)
@@ -248,7 +248,7 @@ def _expected_train(params: dict[str, Any], model: str, dataset: str) -> dict[st
 def runs_for(params: dict[str, Any], model: str, train_on: dict[str, list[str]]) -> dict[str, dict[str, Any]]:
     """The ``runs`` entries that train ``model`` on each dataset of ``train_on`` and evaluate it on its splits."""
     from .models import spec
-    from .pretrained import settings as pretrain_settings, stage_key
+    from .pretrained_weights import settings as pretrain_settings, stage_key
 
     if model not in params["models"]:
         raise ConfigError(f"model {model!r} is not in the profile's `models`")
@@ -305,7 +305,7 @@ def check_runs(params: dict[str, Any], where: str = PARAMS_FILE) -> None:
     """Every ``runs`` entry names a known model and dataset, and its code/init fields are the ones its
     stage runs (a wrong one is named with the value it must have)."""
     from .models import spec
-    from .pretrained import settings as pretrain_settings, stage_key
+    from .pretrained_weights import settings as pretrain_settings, stage_key
 
     runs = params.get("runs")
     if not isinstance(runs, dict):

@@ -29,7 +29,7 @@ from .data import crop, degrade, protocols
 from .data.images import IMAGE_SUFFIXES, load_rgb
 from .data.landmarks import write_pts
 from .errors import DataError, JasrbenchError
-from .io import atomic_path, atomic_write_json
+from .files import atomic_path, atomic_write_json
 from .runtime import load_model, predict, resolve_device
 
 log = logging.getLogger(__name__)

@@ -37,7 +37,7 @@ from .batcher import generator
 from .data import crop, degrade, protocols
 from .data.split import PreparedSplit, load_split
 from .errors import ConfigError, DataError
-from .io import atomic_path, atomic_write_json, read_json
+from .files import atomic_path, atomic_write_json, read_json
 from .runtime import load_model, resolve_device
 from .scoring import VARIANTS, score_split
 

@@ -36,13 +36,13 @@ from .batcher import Batcher
 from .data import degrade
 from .data.split import load_split
 from .errors import ConfigError, DataError
-from .io import atomic_path, atomic_write_json
+from .files import atomic_path, atomic_write_json
 from .models import FaceModel, ModelOutput, build
 from .models.blocks import fixed_order_grads
 from . import settings as runtime_settings
 from .recipe import TrainConfig, carve_validation
 from .runtime import resolve_device
-from .pretrained import PRETRAINED_FORMAT, PRETRAINED_VERSION, settings
+from .pretrained_weights import PRETRAINED_FORMAT, PRETRAINED_VERSION, settings
 
 log = logging.getLogger(__name__)
 def _network(model: FaceModel, model_name: str) -> tuple[str, torch.nn.Module]:

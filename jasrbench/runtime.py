@@ -23,7 +23,7 @@ import torch
 
 from .data import degrade, protocols
 from .errors import ConfigError, DataError
-from .io import atomic_path
+from .files import atomic_path
 
 PRECISIONS = ("auto", "fp32", "bf16")
 CHECKPOINT_FORMAT = "jasrbench-checkpoint"

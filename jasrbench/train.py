@@ -42,13 +42,13 @@ from tqdm import tqdm
 from . import config as cfgmod
 from . import deps, distributed, runtime, settings, tracking
 from . import step as stepmod
-from . import pretrained as pretrain_mod
+from . import pretrained_weights as pretrain_mod
 from .batcher import Batcher
 from .data import protocols
 from .data.augment import rotation_bound
 from .data.split import PreparedSplit, load_split
 from .errors import ConfigError, DataError, JasrbenchError
-from .io import atomic_path, atomic_write_json
+from .files import atomic_path, atomic_write_json
 from .models import FaceModel, build
 from .models.blocks import fixed_order_grads
 from .recipe import TrainConfig, carve_validation, selection_key

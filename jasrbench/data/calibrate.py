@@ -20,7 +20,7 @@ import pandas as pd
 import torch
 
 from ..errors import DataError
-from ..io import atomic_path
+from ..files import atomic_path
 from . import degrade, protocols
 from .images import load_rgb
 from .records import BadInput

@@ -24,7 +24,7 @@ from pathlib import Path
 import pooch
 
 from ..errors import DataError, JasrbenchError
-from ..io import atomic_write_text, to_json
+from ..files import atomic_write_text, to_json
 from .catalogue import RemoteFile, Source, file_urls
 from .downloader import ResumingDownloader, UrlFailed
 from .extract import extract_tar, extract_zip

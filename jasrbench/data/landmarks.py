@@ -75,7 +75,7 @@ def read_pts(path: str | Path, expected_points: int | None = 68) -> np.ndarray:
 
 def write_pts(path: str | Path, points: np.ndarray) -> None:
     """Write 0-based points as an iBUG ``.pts`` file (1-based, with header)."""
-    from ..io import atomic_write_text
+    from ..files import atomic_write_text
 
     pts = np.asarray(points, dtype=np.float64) + 1.0
     lines = ["version: 1", f"n_points: {len(pts)}", "{"]

@@ -33,7 +33,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ..errors import DataError
-from ..io import atomic_write_json, read_json
+from ..files import atomic_write_json, read_json
 from . import crop, degrade, protocols
 from .images import load_rgb
 from .landmarks import landmark_box

@@ -1,7 +1,7 @@
 """The prepared-split file: what ``prepare`` writes and ``train``/``evaluate`` read (DESIGN §2 item 4).
 
 One file per split (``<out>/<split>.npz``, written atomically and
-byte-identically for identical inputs by :func:`jasrbench.io.save_arrays`):
+byte-identically for identical inputs by :func:`jasrbench.files.save_arrays`):
 
 =====================  ====================  ==========================================
 array                  shape / dtype         meaning
@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import DataError
-from ..io import load_arrays, save_arrays
+from ..files import load_arrays, save_arrays
 
 FORMAT_VERSION = 2
 _REQUIRED = ("hr", "lr", "landmarks", "visible", "boxes", "names")

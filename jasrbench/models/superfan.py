@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .. import pretrained
+from .. import pretrained_weights
 from .base import FaceModel, ModelOutput
 from .fsrnet import BasicBlock
 from .registry import register
@@ -250,7 +250,7 @@ class SuperFAN(FaceModel):
 
     def load_pretrained(self, path: str) -> None:
         """Start the joint training from the FAN pretrained on HR faces (``jasrbench pretrain``)."""
-        pretrained.load_pretrained(self.fan, path, self.pretrain_part, self.num_points)
+        pretrained_weights.load_pretrained(self.fan, path, self.pretrain_part, self.num_points)
 
     def heatmap_loss_value(self, stages: list[torch.Tensor], target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Super-FAN's heatmap loss: per-map squared error summed over pixels, mean over masked maps, summed over stacks."""

@@ -24,7 +24,7 @@ import pandas as pd
 
 from .. import config as cfgmod
 from ..errors import ConfigError
-from ..io import read_json
+from ..files import read_json
 from . import figures, paper, render, tables
 from .results import Results
 

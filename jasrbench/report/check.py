@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import JasrbenchError
-from ..io import atomic_write_json, read_json
+from ..files import atomic_write_json, read_json
 
 # metric name prefix → (tolerance, higher_is_better)
 TOLERANCES: dict[str, tuple[float, bool]] = {

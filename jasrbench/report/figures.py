@@ -20,7 +20,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from ..io import atomic_path  # noqa: E402
+from ..files import atomic_path  # noqa: E402
 
 PRED_COLOUR = "#00c000"
 TRUE_COLOUR = "#e00000"

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..io import atomic_write_text
+from ..files import atomic_write_text
 from ..tracking import git_commit
 from . import tables
 from .render import to_markdown

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..io import atomic_path, atomic_write_text
+from ..files import atomic_path, atomic_write_text
 from . import paper
 from .tables import DAGGER, DASH, Cell, Table
 

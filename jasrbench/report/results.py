@@ -14,7 +14,7 @@ from typing import Any
 
 import pandas as pd
 
-from ..io import read_json
+from ..files import read_json
 from ..metrics.statistics import paired_test
 from . import paper
 

@@ -13,7 +13,7 @@ from jasrbench.errors import DataError
 from jasrbench.models import build
 from jasrbench.paths import REPO_ROOT
 from jasrbench.pretrain import pretrain
-from jasrbench.pretrained import pretrained_file
+from jasrbench.pretrained_weights import pretrained_file
 from model_helpers import SMALL
 
 

@@ -13,13 +13,13 @@ from pathlib import Path
 import pytest
 from pipeline_helpers import cli_env
 
-from jasrbench.io import atomic_path, atomic_write_json, read_json
+from jasrbench.files import atomic_path, atomic_write_json, read_json
 from jasrbench.paths import REPO_ROOT
 from jasrbench.runtime import save_checkpoint
 
 SLOW_WRITER = r"""
 import sys, time
-from jasrbench.io import atomic_path
+from jasrbench.files import atomic_path
 with atomic_path(sys.argv[1]) as tmp:
     with open(tmp, "wb") as fh:
         for _ in range(1000):

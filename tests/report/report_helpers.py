@@ -234,7 +234,7 @@ def build_results_tree(mlflow_server: MlflowServer, prepared_300w_out: Path, w30
     from jasrbench.collect import collect
     from jasrbench.data.prepare import prepare
     from jasrbench.evaluate import evaluate
-    from jasrbench.io import atomic_write_json
+    from jasrbench.files import atomic_write_json
     from jasrbench.train import train
 
     times: dict[str, float] = {}
