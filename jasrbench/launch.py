@@ -2,8 +2,8 @@
 
 DVC runs one stage at a time, and two ``dvc repro`` in one workspace fight over its lock. This
 command takes the out-of-date stages and everything downstream (``Repo.status``,
-``Repo.index.graph``), submits each stage's ``cmd`` as a ``dask.distributed`` task depending on
-its upstream stages' tasks, and commits each finished stage to ``dvc.lock`` (as ``dvc commit -f``,
+``Repo.index.graph``), submits each stage's ``cmd`` as a ``dask.distributed`` task once its upstream
+stages have finished (:func:`drive`: Dask's scheduler places a ready task on an idle worker), and commits each finished stage to ``dvc.lock`` (as ``dvc commit -f``,
 batched: at most ``RECORD_EVERY_S`` after it finished, and at the end), so ``dvc status`` is clean
 afterwards. It runs a stage as ``dvc repro`` would (shell, ``wdir``,
 ``DVC_ROOT``/``DVC_STAGE``, non-persistent outputs removed first; skipped when its upstream
@@ -151,7 +151,10 @@ def _threads() -> int:
 
 
 def run_stage(job: StageJob, *upstream: dict) -> dict:
-    """Run one stage's command lines; raise :class:`StageFailed` when one exits non-zero."""
+    """Run one stage's command lines; raise :class:`StageFailed` when one exits non-zero.
+
+    ``upstream``: the results of its upstream stages (plain dicts, see :func:`drive`).
+    """
     # Queued only because an upstream stage was out of date: if none of them ran, or what they
     # wrote is what dvc.lock records, this stage is as up to date as `dvc status` found it.
     if job.recheck and (not any(u.get("ran") for u in upstream) or not _still_changed(job)):
@@ -290,6 +293,65 @@ def launch(root: str | Path, *, workers: int = 2, gpus: list[str] | None = None,
         repo.close()
 
 
+@dataclass
+class Outcome:
+    """What a launch did: the stages that ran, those that failed, and those never started because of them."""
+
+    ran: list[str] = field(default_factory=list)
+    failed: list[StageFailed] = field(default_factory=list)
+    stopped: list[str] = field(default_factory=list)
+
+
+def drive(jobs: list[StageJob], submit, as_completed, on_ran=lambda name: None) -> Outcome:
+    """Submit each stage once every upstream stage has finished; stop the dependents of a failure.
+
+    ``submit(job, upstream_results)`` returns a Dask future. A stage is handed its upstream stages'
+    *results* (plain dicts), never their futures: a future argument makes Dask place the task on the
+    worker that holds it, however busy, while a ready task with plain arguments goes to an idle one.
+    """
+    by_name = {job.name: job for job in jobs}
+    results: dict[str, dict] = {}
+    waiting = {job.name: set(job.upstream) for job in jobs}
+    outcome = Outcome()
+    running: dict[str, str] = {}  # future key → stage
+    pending = as_completed([])
+
+    def submit_ready() -> None:
+        for name in [n for n, ups in waiting.items() if not ups]:
+            del waiting[name]
+            future = submit(by_name[name], [results[u] for u in by_name[name].upstream])
+            running[future.key] = name
+            pending.add(future)
+
+    def stop_dependents(name: str) -> None:
+        for other in [n for n in waiting if name in by_name[n].upstream]:
+            del waiting[other]
+            outcome.stopped.append(other)
+            stop_dependents(other)
+
+    submit_ready()
+    for future in pending:
+        name = running.pop(future.key)
+        if future.status == "finished":
+            results[name] = future.result()
+            if results[name]["ran"]:
+                on_ran(name)
+                outcome.ran.append(name)
+                print(f"launch: {name} finished in {results[name]['seconds']} s", flush=True)
+            for ups in waiting.values():
+                ups.discard(name)
+            submit_ready()
+            continue
+        exc = future.exception()
+        if isinstance(exc, StageFailed):
+            print(f"launch: {name} FAILED (exit status {exc.returncode})", flush=True)
+        else:
+            exc = StageFailed(name, -1, [repr(exc)], "(no log: the task itself failed)")
+        outcome.failed.append(exc)
+        stop_dependents(name)
+    return outcome
+
+
 def _run(repo, jobs: list[StageJob], *, workers, gpus, per_gpu, scheduler, Client, as_completed) -> int:
     cluster = None
     resources: dict | None = None
@@ -313,35 +375,12 @@ def _run(repo, jobs: list[StageJob], *, workers, gpus, per_gpu, scheduler, Clien
     print(f"launch: {len(jobs)} stages on {where}", flush=True)
     client.subscribe_topic(TOPIC, _print_event)
     token = uuid.uuid4().hex[:8]
-    futures: dict[str, object] = {}
     recorder = None
     try:
-        for job in jobs:
-            job = StageJob(**{**job.__dict__, "env": env})
-            futures[job.name] = client.submit(run_stage, job, *(futures[u] for u in job.upstream),
-                                              key=f"{job.name}-{token}", pure=False, resources=resources)
-        failed: list[StageFailed] = []
-        stopped: list[str] = []
-        done: list[str] = []
-        names = {f.key: name for name, f in futures.items()}
         recorder = _Recorder(repo)
-        for future in as_completed(list(futures.values())):
-            name = names[future.key]
-            if future.status == "finished":
-                result = future.result()
-                if result["ran"]:
-                    recorder.add(name)
-                    done.append(name)
-                    print(f"launch: {name} finished in {result['seconds']} s", flush=True)
-                continue
-            exc = future.exception()
-            if isinstance(exc, StageFailed) and exc.stage == name:
-                failed.append(exc)
-                print(f"launch: {name} FAILED (exit status {exc.returncode})", flush=True)
-            elif isinstance(exc, StageFailed):
-                stopped.append(name)  # an upstream stage failed: Dask never ran this one
-            else:
-                failed.append(StageFailed(name, -1, [repr(exc)], "(no log: the task itself failed)"))
+        outcome = drive(jobs, lambda job, upstream: client.submit(
+            run_stage, StageJob(**{**job.__dict__, "env": env}), *upstream,
+            key=f"{job.name}-{token}", pure=False, resources=resources), as_completed, on_ran=recorder.add)
         time.sleep(0.5)  # the last streamed lines arrive in batches
     finally:
         if recorder is not None:
@@ -349,6 +388,7 @@ def _run(repo, jobs: list[StageJob], *, workers, gpus, per_gpu, scheduler, Clien
         client.close()
         if cluster is not None:
             cluster.close()
+    failed, stopped, done = outcome.failed, outcome.stopped, outcome.ran
     if not failed:
         print(f"launch: {len(done)} stages ran, {len(jobs) - len(done)} were up to date; dvc.lock updated")
         return 0
@@ -367,15 +407,45 @@ def _run(repo, jobs: list[StageJob], *, workers, gpus, per_gpu, scheduler, Clien
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, default=2,
                         help="local CPU workers, one stage each at a time (default 2; ignored with --gpus)")
-    parser.add_argument("--gpus", default="", help="comma-separated GPU indices, e.g. 0,1: one worker per GPU")
+    parser.add_argument("--gpus", default="", help="comma-separated GPU indices, e.g. 0,1: one worker per GPU "
+                        "(default: every visible GPU)")
+    parser.add_argument("--cpu", action="store_true", help="run on the CPU even where GPUs are visible")
     parser.add_argument("--per-gpu", type=int, default=1, help="stages sharing one GPU at a time (default 1)")
     parser.add_argument("--scheduler", help="address of an existing Dask scheduler (e.g. a dask-jobqueue cluster's)")
     parser.add_argument("--root", default=".", help="the DVC repository (default: the current directory)")
     parser.add_argument("--dry", action="store_true", help="print the plan, run nothing")
 
 
+def visible_gpus() -> int:
+    """How many CUDA devices this process sees (the probe :func:`devices` decides from)."""
+    import torch
+
+    return torch.cuda.device_count()
+
+
+def devices(requested: str, *, cpu: bool, scheduler: str | None, visible: int,
+            cuda_visible: str | None) -> list[str]:
+    """The GPU indices of the local workers: ``--gpus`` as given, else every visible GPU, else none (CPU).
+
+    A GPU node must not train on its CPU without a word (issue 28): with no ``--gpus`` the visible
+    GPUs are used (``CUDA_VISIBLE_DEVICES``'s entries when it is set), and ``--cpu`` asks for the CPU.
+    """
+    gpus = [g.strip() for g in requested.split(",") if g.strip()]
+    if cpu and gpus:
+        raise LaunchError("--cpu and --gpus contradict each other: give one")
+    if cpu or gpus or scheduler or visible == 0:
+        return gpus
+    if cuda_visible:
+        return [g.strip() for g in cuda_visible.split(",") if g.strip()][:visible]
+    return [str(i) for i in range(visible)]
+
+
 def run(args: argparse.Namespace) -> int:
-    gpus = [g.strip() for g in args.gpus.split(",") if g.strip()]
+    probe = 0 if (args.cpu or args.gpus or args.scheduler) else visible_gpus()
+    gpus = devices(args.gpus, cpu=args.cpu, scheduler=args.scheduler, visible=probe,
+                   cuda_visible=os.environ.get("CUDA_VISIBLE_DEVICES"))
+    if gpus and not args.gpus:
+        print(f"launch: {len(gpus)} visible GPU(s) used ({','.join(gpus)}); --cpu runs on the CPU instead", flush=True)
     if args.workers < 1 or args.per_gpu < 1:
         raise LaunchError("--workers and --per-gpu must be at least 1")
     if args.scheduler and gpus:

@@ -117,3 +117,89 @@ def test_gpu_workers_set_cuda_visible_devices_and_share_slots(repo):
     cores = len(os.sched_getaffinity(0))
     assert f"[c] c sees GPU '3' threads {max(1, cores // 2)}" in done.stdout
     assert _status(repo) == set()
+
+
+# a, then b (slow), c, d, e, each needing only a. Each stage appends its name to the shared order.txt
+# (outside DVC's outputs) when it finishes, so the test reads the order in which they ended.
+PLACEMENT_YAML = """\
+stages:
+  a:
+    cmd: python -c "open('a.txt', 'w').write('a'); open('order.txt', 'a').write('a\\\\n')"
+    outs: [a.txt]
+""" + "".join(f"""\
+  {name}:
+    cmd: python -c "import time; time.sleep({delay}); open('{name}.txt', 'w').write(open('a.txt').read() + '{name}'); open('order.txt', 'a').write('{name}\\\\n')"
+    deps: [a.txt]
+    outs: [{name}.txt]
+""" for name, delay in (("b", 12), ("c", 1), ("d", 1), ("e", 1)))
+
+
+def test_ready_stages_go_to_the_idle_worker_while_a_slow_one_runs(tmp_path):
+    # Before readiness scheduling, a stage submitted with its upstream future as an argument went to
+    # the worker holding that future: c, d and e queued behind b on one worker while the other idled.
+    (tmp_path / "dvc.yaml").write_text(PLACEMENT_YAML)
+    assert _dvc(tmp_path, "init", "--no-scm", "-q").returncode == 0
+    done = _launch(tmp_path, "--workers", "2", "--cpu")
+    assert done.returncode == 0, done.stdout + done.stderr
+    order = (tmp_path / "order.txt").read_text().split()
+    assert order[0] == "a" and order[-1] == "b", order
+    assert sorted(order[1:4]) == ["c", "d", "e"], order
+    assert _status(tmp_path) == set()
+
+
+def test_a_failure_stops_only_its_dependents_in_the_driver():
+    # The driver alone, with futures that finish at once: what is submitted, when, and what is named stopped.
+    from jasrbench.launch import StageFailed, StageJob, drive
+
+    class Done:
+        def __init__(self, key, result=None, exc=None):
+            self.key, self._result, self._exc = key, result, exc
+            self.status = "error" if exc else "finished"
+
+        def result(self):
+            return self._result
+
+        def exception(self):
+            return self._exc
+
+    class Queue(list):
+        add = list.append
+
+    def job(name, *upstream):
+        return StageJob(name=name, root="/", wdir="/", cmds=(), outs=(), upstream=upstream)
+
+    submitted: list[tuple[str, list]] = []
+
+    def submit(j, upstream):
+        submitted.append((j.name, upstream))
+        if j.name == "b":
+            return Done("b", exc=StageFailed("b", 3, ["boom"], "b.log"))
+        return Done(j.name, {"stage": j.name, "ran": True, "seconds": 0.0})
+
+    jobs = [job("a"), job("b", "a"), job("c", "a"), job("d", "b", "c"), job("e", "d")]
+    outcome = drive(jobs, submit, Queue)
+    assert [n for n, _ in submitted] == ["a", "b", "c"]  # d waits for b and c; b failed: d and e never start
+    assert dict(submitted)["c"] == [{"stage": "a", "ran": True, "seconds": 0.0}]  # results, not futures
+    assert outcome.ran == ["a", "c"] and [f.stage for f in outcome.failed] == ["b"]
+    assert sorted(outcome.stopped) == ["d", "e"]
+
+
+@pytest.mark.parametrize("requested, cpu, visible, cuda_visible, expected", [
+    ("", False, 0, None, []),              # no GPU: the CPU
+    ("", False, 2, None, ["0", "1"]),      # a GPU node: every visible GPU, not the CPU without a word
+    ("", False, 2, "4,6", ["4", "6"]),     # CUDA_VISIBLE_DEVICES names which
+    ("", True, 2, None, []),               # --cpu
+    ("1", False, 2, None, ["1"]),          # --gpus as given
+])
+def test_launch_defaults_to_the_visible_gpus(requested, cpu, visible, cuda_visible, expected):
+    # The probe (how many GPUs are visible) is a parameter here; the decision is the code under test.
+    from jasrbench.launch import devices
+
+    assert devices(requested, cpu=cpu, scheduler=None, visible=visible, cuda_visible=cuda_visible) == expected
+
+
+def test_cpu_and_gpus_together_are_an_error():
+    from jasrbench.launch import LaunchError, devices
+
+    with pytest.raises(LaunchError, match="--cpu and --gpus"):
+        devices("0", cpu=True, scheduler=None, visible=1, cuda_visible=None)
