@@ -5,6 +5,11 @@ Encoding (JASRNet's released code): one Gaussian per point, σ = 4 HR pixels, on
 background channel ``1 − max``; invisible or outside points get an all-zero map and are masked
 out of the loss (background always counts). Decoding: argmax cell, then a soft-argmax in a 9×9
 window, mapped back by the same rule; batched. Coordinates are 0-based pixel centres (x, y).
+
+``encode(..., one_based=True)`` switches to the authors' convention (benchmarks/fidelity_jasrnet.py,
+results/fidelity/): their code kept the ``.pts`` files' 1-based (MATLAB) coordinates, so each target sits
+1 HR pixel right of and below ours, and a point counts as inside for 0 ≤ x, y ≤ size (their
+``apply_bound``). Off by default.
 """
 
 from __future__ import annotations
@@ -35,18 +40,24 @@ def encode(
     sigma: float = SIGMA,
     threshold: float = THRESHOLD,
     image_size: int | None = None,
+    one_based: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Points B×K×2 (HR px) → heatmaps B×(K+1)×size×size and loss mask B×(K+1).
 
     ``visible`` (B×K bool) marks annotated points; points outside the image
-    (``image_size``, default ``size·stride``) are masked too.
+    (``image_size``, default ``size·stride``) are masked too. ``one_based``: the authors' convention
+    (the 0-based ``points`` + 1 are encoded, inside means 0 ≤ x, y ≤ ``image_size``; see the module doc).
     """
     if points.dim() != 3 or points.shape[-1] != 2:
         raise ValueError(f"expected B×K×2 points, got shape {tuple(points.shape)}")
     points = points.float()
     b, k, _ = points.shape
     image_size = size * stride if image_size is None else image_size
-    valid = inside_image(points, image_size) & torch.isfinite(points).all(dim=-1)
+    if one_based:
+        points = points + 1
+        valid = ((points >= 0) & (points <= image_size)).all(dim=-1) & torch.isfinite(points).all(dim=-1)
+    else:
+        valid = inside_image(points, image_size) & torch.isfinite(points).all(dim=-1)
     if visible is not None:
         valid = valid & visible.to(device=points.device, dtype=torch.bool)
     centres = cell_centres(size, stride, points.device)
