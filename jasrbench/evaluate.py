@@ -95,12 +95,15 @@ def recognizer_window(recognizer: str, margin: float):
 
 
 def verification_metrics(sr: np.ndarray, hr: np.ndarray, split: PreparedSplit, recognizer: str,
-                         hr_reference: bool) -> dict[str, Any]:
-    """LFW 10-fold accuracy (percent, mean ± population std over folds) and ROC AUC of SR (and HR) faces."""
+                         hr_reference: bool, device: torch.device | None = None) -> dict[str, Any]:
+    """LFW 10-fold accuracy (percent, mean ± population std over folds) and ROC AUC of SR (and HR) faces.
+
+    ``device``: evaluate's (``--device`` / ``$JASRBENCH_DEVICE``), for a recognizer that runs on torch (facenet).
+    """
     from .metrics import recognizers, verification
 
     window = recognizer_window(recognizer, float(split.metadata.get("margin", crop.MARGIN)))
-    rec = recognizers.get(recognizer, **({"window": window} if window is not None else {}))
+    rec = recognizers.get(recognizer, device=device, **({"window": window} if window is not None else {}))
     metrics: dict[str, Any] = {}
     sources = {"": sr} | ({"_hr": hr} if hr_reference else {})
     for suffix, faces in sources.items():
@@ -176,7 +179,7 @@ def evaluate(
         extra.setdefault("metrics", {}).update(lm_extra.pop("metrics"))
         extra.update(lm_extra)
     if split.pairs is not None:
-        ver = verification_metrics(scores.sr, split.hr, split, ev.get("recognizer", "dlib"), hr_reference)
+        ver = verification_metrics(scores.sr, split.hr, split, ev.get("recognizer", "dlib"), hr_reference, dev)
         extra.setdefault("metrics", {}).update(ver.pop("metrics"))
         extra.update(ver)
 

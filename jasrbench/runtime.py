@@ -16,6 +16,8 @@ from __future__ import annotations
 import contextlib
 import functools
 import platform
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -107,9 +109,110 @@ def autocast(dev: torch.device, precision: str) -> contextlib.AbstractContextMan
 
 
 def configure_backends(dev: torch.device) -> None:
-    """Backend switches of the fast path: cuDNN autotuning (every training batch has the same shape)."""
+    """Backend switches of the *training* fast path: cuDNN autotuning (every training batch has the same shape).
+
+    Process-wide, for the training loop and the speed benchmarks only. Prediction does not depend on it:
+    :func:`prediction_backends` switches autotuning off (and TF32 off in fp32) around every prediction
+    and restores this state afterwards.
+    """
     if dev.type == "cuda":
         torch.backends.cudnn.benchmark = True
+
+
+# --- backend flags of prediction (issue 28) ----------------------------------------------------------
+@dataclass(frozen=True)
+class PredictionFlags:
+    """Backend switches around a prediction; ``None`` leaves a switch as it is."""
+
+    tf32: bool | None          # TF32 in fp32 matmuls and convolutions (cuBLAS, cuDNN)
+    cudnn_benchmark: bool      # cuDNN autotuning (the algorithm then depends on the batch shape and timing)
+    deterministic: bool        # cudnn.deterministic and torch.use_deterministic_algorithms (warn-only)
+
+
+def prediction_flags(device_type: str, precision: str) -> PredictionFlags | None:
+    """The backend switches prediction runs under, from the device type and the *resolved* precision.
+
+    On CUDA: no cuDNN autotuning and deterministic algorithms, so a face's output depends neither on
+    the chunk it is predicted in beyond fp32 rounding nor on timing; in ``fp32`` also no TF32 (its
+    10-bit mantissa would make a checkpoint score differently on an Ampere/Hopper GPU than on a CPU).
+    ``bf16`` keeps TF32 as it is (autocast decides the precision there). Elsewhere: ``None``, nothing
+    to switch (CPU kernels do not autotune, and oneDNN runs fp32 as fp32 unless told otherwise).
+    """
+    if precision not in ("fp32", "bf16"):
+        raise ValueError(f"prediction_flags needs a resolved precision (fp32 or bf16), got {precision!r}")
+    if device_type != "cuda":
+        return None
+    return PredictionFlags(tf32=False if precision == "fp32" else None, cudnn_benchmark=False, deterministic=True)
+
+
+def _tf32_switches() -> list[tuple[Any, str, Any]]:
+    """(object, attribute, value meaning "no TF32") of every TF32 switch this torch has.
+
+    torch ≥ 2.9 has per-operation ``fp32_precision`` settings (``ieee`` = full fp32); there the legacy
+    ``allow_tf32`` flags are views of them, and reading the cuDNN one after the new API was used raises,
+    so only the new settings are read and written. Older torch: the legacy flags.
+    """
+    b = torch.backends
+    conv, rnn = getattr(b.cudnn, "conv", None), getattr(b.cudnn, "rnn", None)
+    try:
+        has_new = all(isinstance(getattr(o, "fp32_precision", None), str) for o in (b.cuda.matmul, conv, rnn))
+    except (AttributeError, RuntimeError):
+        has_new = False
+    if has_new:
+        return [(b.cuda.matmul, "fp32_precision", "ieee"), (conv, "fp32_precision", "ieee"),
+                (rnn, "fp32_precision", "ieee")]
+    return [(b.cuda.matmul, "allow_tf32", False), (b.cudnn, "allow_tf32", False)]
+
+
+def backend_state() -> dict[str, Any]:
+    """The switches :func:`prediction_backends` sets, as they are now (what a result can record)."""
+    out: dict[str, Any] = {}
+    for obj, attr, _ in _tf32_switches():
+        out[_switch_name(obj, attr)] = getattr(obj, attr)
+    out.update(cudnn_benchmark=bool(torch.backends.cudnn.benchmark),
+               cudnn_deterministic=bool(torch.backends.cudnn.deterministic),
+               deterministic_algorithms=torch.are_deterministic_algorithms_enabled())
+    return out
+
+
+def _switch_name(obj: Any, attr: str) -> str:
+    b = torch.backends
+    where = {id(b.cuda.matmul): "cuda.matmul", id(b.cudnn): "cudnn", id(getattr(b.cudnn, "conv", None)): "cudnn.conv",
+             id(getattr(b.cudnn, "rnn", None)): "cudnn.rnn"}.get(id(obj), type(obj).__name__)
+    return f"{where}.{attr}"
+
+
+@contextlib.contextmanager
+def prediction_backends(dev: torch.device | str, precision: str = "fp32") -> Iterator[PredictionFlags | None]:
+    """Run the block under :func:`prediction_flags` (``precision`` resolved); restores every switch after.
+
+    Prediction (:func:`predict`, :func:`jasrbench.scoring.score_split`, so validation inside training
+    and ``evaluate``) and facenet's embeddings run inside it; nesting is fine. Process-wide switches:
+    do not run training steps in another thread meanwhile.
+    """
+    flags = prediction_flags(torch.device(dev).type, precision)
+    if flags is None:
+        yield None
+        return
+    b = torch.backends
+    saved_tf32 = [(obj, attr, getattr(obj, attr)) for obj, attr, _ in _tf32_switches()] if flags.tf32 is not None else []
+    saved = (b.cudnn.benchmark, b.cudnn.deterministic, torch.are_deterministic_algorithms_enabled(),
+             torch.is_deterministic_algorithms_warn_only_enabled())
+    try:
+        if flags.tf32 is False:
+            for obj, attr, off in _tf32_switches():
+                setattr(obj, attr, off)
+        b.cudnn.benchmark = flags.cudnn_benchmark
+        if flags.deterministic:
+            b.cudnn.deterministic = True
+            # warn-only: an operation without a deterministic CUDA kernel warns (naming itself), not fails
+            torch.use_deterministic_algorithms(True, warn_only=True)
+        yield flags
+    finally:
+        for obj, attr, value in saved_tf32:
+            setattr(obj, attr, value)
+        b.cudnn.benchmark, b.cudnn.deterministic = saved[0], saved[1]
+        torch.use_deterministic_algorithms(saved[2], warn_only=saved[3])
 
 
 def describe(dev: torch.device, precision: str, compiled: bool) -> dict[str, Any]:
@@ -198,14 +301,16 @@ def predict(model: Any, lr: torch.Tensor, device: torch.device, batch_size: int,
             precision: str = "fp32") -> tuple[torch.Tensor, torch.Tensor | None]:
     """Run ``model`` over an LR stack in batches → (SR in [0,1] on CPU, landmarks or None).
 
-    fp32 by default, so one checkpoint gives the same metrics on a GPU and a CPU.
+    fp32 by default, so one checkpoint gives the same metrics on a GPU and a CPU (up to fp32
+    rounding: :func:`prediction_backends` keeps TF32 and cuDNN autotuning out of it).
     """
     model.eval()
     precision = resolve_precision(precision, device)
     srs, pts = [], []
-    for i in range(0, len(lr), batch_size):
-        sr, p = predict_batch(model, lr[i : i + batch_size], device, precision)
-        srs.append(sr.cpu())
-        if p is not None:
-            pts.append(p.cpu())
+    with prediction_backends(device, precision):  # on CUDA: no TF32 in fp32, no autotuning (issue 28)
+        for i in range(0, len(lr), batch_size):
+            sr, p = predict_batch(model, lr[i : i + batch_size], device, precision)
+            srs.append(sr.cpu())
+            if p is not None:
+                pts.append(p.cpu())
     return torch.cat(srs), (torch.cat(pts) if pts else None)

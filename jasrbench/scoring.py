@@ -66,6 +66,28 @@ def score_split(model, split: PreparedSplit, dev: torch.device, batch_size: int,
     precision = runtime.resolve_precision(precision, dev)
     sums: dict[str, list[torch.Tensor]] = {}
     points, srs = [], []
+    with runtime.prediction_backends(dev, precision):  # on CUDA: no TF32 in fp32, no autotuning (issue 28)
+        _score_batches(model, split, dev, batch_size, precision, variants, keep_sr, sums, points, srs)
+    scores = SplitScores(per_image={k: torch.cat(v).numpy() for k, v in sums.items()},
+                         landmarks=torch.cat(points).numpy() if points else None,
+                         sr=np.concatenate(srs) if keep_sr else None)
+    if scores.landmarks is not None and split.num_points:
+        if scores.landmarks.shape[1] != split.num_points:
+            raise ConfigError(f"{getattr(model, 'name', type(model).__name__)} predicts {scores.landmarks.shape[1]} "
+                              f"points, the split has {split.num_points}")
+        normalizer = lm_metrics.default_normalizer(split.num_points)
+        scores.per_image["nme"] = lm_metrics.nme(scores.landmarks, split.landmarks, split.visible,
+                                                 normalizer=normalizer, boxes=split.boxes)
+        if inter_pupil and split.num_points == 68:
+            scores.per_image["nme_inter_pupil"] = lm_metrics.nme(scores.landmarks, split.landmarks, split.visible,
+                                                                 normalizer="inter_pupil")
+    return scores
+
+
+def _score_batches(model, split: PreparedSplit, dev: torch.device, batch_size: int, precision: str,
+                   variants: tuple[str, ...], keep_sr: bool, sums: dict[str, list[torch.Tensor]],
+                   points: list[torch.Tensor], srs: list[np.ndarray]) -> None:
+    """score_split's loop over the split's batches: appends to ``sums``, ``points``, ``srs``."""
     for i in range(0, len(split), batch_size):
         sl = slice(i, i + batch_size)
         sr, pts = runtime.predict_batch(model, degrade.to_tensor(split.lr_at(model.scale, sl), dev), dev, precision)
@@ -83,20 +105,6 @@ def score_split(model, split: PreparedSplit, dev: torch.device, batch_size: int,
             srs.append(degrade.to_uint8(sr))
         if pts is not None:
             points.append(pts.cpu())
-    scores = SplitScores(per_image={k: torch.cat(v).numpy() for k, v in sums.items()},
-                         landmarks=torch.cat(points).numpy() if points else None,
-                         sr=np.concatenate(srs) if keep_sr else None)
-    if scores.landmarks is not None and split.num_points:
-        if scores.landmarks.shape[1] != split.num_points:
-            raise ConfigError(f"{getattr(model, 'name', type(model).__name__)} predicts {scores.landmarks.shape[1]} "
-                              f"points, the split has {split.num_points}")
-        normalizer = lm_metrics.default_normalizer(split.num_points)
-        scores.per_image["nme"] = lm_metrics.nme(scores.landmarks, split.landmarks, split.visible,
-                                                 normalizer=normalizer, boxes=split.boxes)
-        if inter_pupil and split.num_points == 68:
-            scores.per_image["nme_inter_pupil"] = lm_metrics.nme(scores.landmarks, split.landmarks, split.visible,
-                                                                 normalizer="inter_pupil")
-    return scores
 
 
 def validation_metrics(model, val: PreparedSplit, dev: torch.device, batch_size: int) -> dict[str, float]:

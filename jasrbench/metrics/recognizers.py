@@ -22,7 +22,8 @@ in results/README.md. For crops made by another rule pass ``window=None`` (the w
   ``state_dict`` such as ``20180402-114759-vggface2.pt``; ``logits.*`` ignored), else
   ``$JASRBENCH_FACENET_WEIGHTS``, else facenet-pytorch's download (cached in
   ``$TORCH_HOME/checkpoints``); when neither works the error names both ways. Runs on ``device``
-  (CUDA when available), in batches.
+  (``evaluate`` passes its own: ``--device`` / ``$JASRBENCH_DEVICE``; ``None``/``auto``: CUDA when
+  available), in batches, in fp32 without TF32 (:func:`jasrbench.runtime.prediction_backends`).
 - ``dlib``: ``dlib_face_recognition_resnet_model_v1`` from the ``face-recognition-models`` package
   (located, not imported: its import needs ``pkg_resources``); window → 150×150 chips rounded to 8
   bits, ``compute_face_descriptor`` without jitter; 128-D, L2-normalized here; offline. Its CPU
@@ -47,6 +48,7 @@ import torch
 from ..data.crop import MARGIN
 from ..data.degrade import resize_bicubic, to_tensor
 from ..errors import ConfigError, DataError, JasrbenchError
+from ..runtime import prediction_backends
 from . import dlib_worker
 
 FACENET_WEIGHTS_ENV = "JASRBENCH_FACENET_WEIGHTS"
@@ -193,10 +195,11 @@ class FacenetRecognizer:
     def embed(self, faces: np.ndarray) -> np.ndarray:
         faces = _check_faces(faces)
         out = []
-        for s in range(0, len(faces), self.batch_size):
-            x = prepare_faces(faces[s : s + self.batch_size], FACENET_SIZE, self.window).to(self.device)
-            x = (x * 255 - 127.5) / 128.0  # facenet-pytorch's fixed_image_standardization
-            out.append(self.model(x).float().cpu().numpy())
+        with prediction_backends(self.device, "fp32"):  # on CUDA: no TF32, no autotuning (issue 28)
+            for s in range(0, len(faces), self.batch_size):
+                x = prepare_faces(faces[s : s + self.batch_size], FACENET_SIZE, self.window).to(self.device)
+                x = (x * 255 - 127.5) / 128.0  # facenet-pytorch's fixed_image_standardization
+                out.append(self.model(x).float().cpu().numpy())
         return _normalize(np.concatenate(out) if out else np.zeros((0, self.dim)))
 
 
@@ -325,12 +328,18 @@ def calibrate_window(recognizer: str, images, boxes, hr_size: int = 128) -> tupl
 
 
 RECOGNIZERS = {"facenet": FacenetRecognizer, "dlib": DlibRecognizer}
+ON_DEVICE = frozenset({"facenet"})  # recognizers that take ``device`` (dlib is CPU-only)
 
 
-def get(name: str, **options) -> Recognizer:
-    """Build the recognizer registered as ``name`` (``"facenet"``, ``"dlib"``) with its options."""
+def get(name: str, *, device: str | torch.device | None = None, **options) -> Recognizer:
+    """Build the recognizer registered as ``name`` (``"facenet"``, ``"dlib"``) with its options.
+
+    ``device``: where a torch recognizer (facenet) runs; dlib runs on the CPU and ignores it.
+    """
     if name not in RECOGNIZERS:
         raise ConfigError(f"unknown recognizer {name!r}; choose one of {sorted(RECOGNIZERS)}")
+    if device is not None and name in ON_DEVICE:
+        options["device"] = device
     return RECOGNIZERS[name](**options)
 
 
@@ -339,6 +348,6 @@ def available() -> list[str]:
 
 
 __all__ = [
-    "DLIB_SIZE", "DLIB_WINDOW", "FACENET_SIZE", "FACENET_WINDOW", "Window", "FACENET_WEIGHTS_ENV", "DlibRecognizer", "FacenetRecognizer", "RECOGNIZERS",
-    "Recognizer", "RecognizerUnavailable", "available", "calibrate_window", "dlib_model_path", "get", "prepare_faces",
+    "DLIB_SIZE", "DLIB_WINDOW", "FACENET_SIZE", "FACENET_WINDOW", "Window", "FACENET_WEIGHTS_ENV", "DlibRecognizer", "FacenetRecognizer", "ON_DEVICE",
+    "RECOGNIZERS", "Recognizer", "RecognizerUnavailable", "available", "calibrate_window", "dlib_model_path", "get", "prepare_faces",
 ]
