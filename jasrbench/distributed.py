@@ -103,11 +103,21 @@ def wrap(model: nn.Module, dev: torch.device) -> nn.Module:
     elif has_bn:
         log.warning("%s has batch norm: SyncBatchNorm needs CUDA, so under gloo each process normalizes "
                     "its own slice of the batch (close to, not the same as, one process)", type(model).__name__)
-    # find_unused_parameters: a one-task ablation leaves a branch without gradients, which would stall
-    # DDP's reduction; the search costs one walk of the autograd graph per step. (static_graph is
-    # no way out: with the models' dataclass outputs it leaves most gradients unreduced.)
+    return ddp(model, dev)
+
+
+# Every registered model's own loss reaches every trainable parameter (tests/pipeline/test_gpu_path.py
+# runs each one under DDP to show it), so DDP need not search the autograd graph for unused ones each
+# step (issue 28). A model that leaves a parameter without a gradient fails at its second step, naming
+# the parameter. (static_graph is no way out: with the models' dataclass outputs it leaves most
+# gradients unreduced.)
+DDP_OPTIONS = {"find_unused_parameters": False}
+
+
+def ddp(model: nn.Module, dev: torch.device) -> nn.Module:
+    """``model`` in DistributedDataParallel with :data:`DDP_OPTIONS` (the process group must exist)."""
     return nn.parallel.DistributedDataParallel(
-        model, device_ids=[dev.index] if dev.type == "cuda" else None, find_unused_parameters=True)
+        model, device_ids=[dev.index] if dev.type == "cuda" else None, **DDP_OPTIONS)
 
 
 def sync_batchnorm(module: nn.Module, dev: torch.device) -> nn.Module:
