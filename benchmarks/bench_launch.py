@@ -33,7 +33,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from jasrbench import config
+from jasrbench import profiles
+
+import jasrbench.dag as jdag
+
+import jasrbench.params as jparams
 from jasrbench.files import atomic_write_json
 from jasrbench.paths import REPO_ROOT, test_data_root
 
@@ -47,12 +51,12 @@ def _helpers():
 
 
 def _params(models: list[str], raw: Path) -> dict:
-    params = copy.deepcopy(config.load_profile("smoke", REPO_ROOT))
+    params = copy.deepcopy(jparams.load_profile("smoke", REPO_ROOT))
     params["data"]["datasets"] = {"300w": {**params["data"]["datasets"]["300w"], "raw": str(raw)}}
     params["models"] = {name: params["models"][name] for name in models}
     params["runs"] = {}
     for name in models:
-        config.set_model_runs(params, name, {"300w": ["300w/common"]})
+        jdag.set_model_runs(params, name, {"300w": ["300w/common"]})
     return params
 
 
@@ -89,7 +93,7 @@ def main() -> int:
     parser.add_argument("--keep", type=Path, help="make the two copies here (kept) instead of in a temporary folder")
     args = parser.parse_args()
     dvc = str(Path(sys.executable).parent / "dvc")
-    models = sorted(config.load_profile("smoke", REPO_ROOT)["models"]) if args.whole else args.models
+    models = sorted(jparams.load_profile("smoke", REPO_ROOT)["models"]) if args.whole else args.models
     result = {"dag": "whole smoke DAG" if args.whole else "smoke, 300W only", "models": models,
               "workers": args.workers, "cpus": os.cpu_count(), "machine": platform.processor() or platform.machine(),
               "loadavg_before": os.getloadavg()}
@@ -107,7 +111,7 @@ def main() -> int:
                 _whole_copy(repo)
                 continue
             _helpers().copy_repo(repo)
-            config.write_params(_params(models, (args.raw or test_data_root() / "300W").resolve()), repo)
+            profiles.write_params(_params(models, (args.raw or test_data_root() / "300W").resolve()), repo)
             subprocess.run([dvc, "init", "--no-scm", "-q"], cwd=repo, check=True)
         result["dvc_repro_s"] = round(_timed([dvc, "repro"], repos["sequential"]), 1)
         result["launch_s"] = round(_timed([sys.executable, "-m", "jasrbench", "launch", "--workers",

@@ -206,7 +206,7 @@ def main() -> None:
     dev = runtime.resolve_device(args.device)
     runtime.configure_backends(dev)
     precision = runtime.resolve_precision(args.precision, dev)
-    compiled = step.resolve_compile({"on": True, "off": False}.get(args.compile, "auto"), dev)
+    compiled = step.compile_decision({"on": True, "off": False}.get(args.compile, "auto"), dev.type).compile
     train_idx = np.arange(len(data))
 
     paths = {"suite": suite_path(args, data, train_idx, dev, precision, compiled)}

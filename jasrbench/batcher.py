@@ -11,8 +11,6 @@ torchrun every rank builds the same global batch and keeps its slice
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 
 import numpy as np
@@ -22,12 +20,7 @@ from .data import degrade
 from .data.augment import AugmentConfig, augment_batch
 from .data.split import PreparedSplit
 from .distributed import shard
-
-
-def generator(*keys: int) -> torch.Generator:
-    """A CPU generator seeded from a tuple of integers (seed, epoch, step, …)."""
-    digest = hashlib.sha256(json.dumps(list(keys)).encode()).digest()
-    return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") & (2**63 - 1))
+from .seeds import generator
 
 
 class Batcher:

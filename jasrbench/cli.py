@@ -25,7 +25,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "report": ("jasrbench.report.build", "write the paper's tables and figures from collected results"),
     "check": ("jasrbench.report.check", "regression gate: compare metrics with expected values"),
     "enhance": ("jasrbench.enhance", "super-resolve and landmark tiny faces in your own images"),
-    "profile": ("jasrbench.config", "show or switch the profile params.yaml selects"),
+    "profile": ("jasrbench.profiles", "show or switch the profile params.yaml selects"),
     "calibrate": ("jasrbench.data.calibrate", "Bicubic row on 300W common over crop margins × protocols (calibration)"),
     "launch": ("jasrbench.launch", "run the out-of-date DVC stages at once on Dask (local workers, GPUs, a cluster)"),
 }

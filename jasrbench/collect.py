@@ -20,7 +20,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from . import config as cfgmod
+from . import dag
 from .errors import DataError
 from .files import atomic_write_json, read_json
 
@@ -28,10 +28,10 @@ from .files import atomic_write_json, read_json
 def collect(params: dict[str, Any], root: str | Path = ".") -> dict[str, Any]:
     """Read the summaries of every evaluation stage of the profile's DAG."""
     root = Path(root)
-    dag = cfgmod.stages(params)
+    stages = dag.stages(params)
     runs: dict[str, dict[str, Any]] = {}
     for section in ("evaluate", "evaluate_untrained"):
-        for item in dag[section].values():
+        for item in stages[section].values():
             path = root / item["out"] / "summary.json"
             summary = read_json(path)
             entry: dict[str, Any] = {"available": bool(summary.get("available", False)), "params": summary.get("params"),
@@ -63,7 +63,7 @@ def table_view(runs: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
             by_model.setdefault((run["model"], split), {})[run["trained_on"]] = rid
     models: dict[str, dict[str, Any]] = {}
     for (model, split), candidates in sorted(by_model.items()):
-        rid = candidates[cfgmod.table_run_dataset(split, sorted(candidates))]
+        rid = candidates[dag.table_run_dataset(split, sorted(candidates))]
         models.setdefault(model, {})[split] = {"run": rid, **runs[rid]["splits"][split]}
     return models
 
@@ -80,9 +80,13 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    params = cfgmod.load_params(args.params)
+    params = dag.load_checked(args.params)
     merged = collect(params)
     out = Path(args.out or f"results/{params['profile']}/metrics.json")
     atomic_write_json(out, merged)
     print(f"wrote {out}: {len(merged['models'])} models")
+    from .report.mlflow_tables import publish
+
+    for experiment in publish(params["profile"]):  # run names by paper row, table notes and views
+        print(f"MLflow: {experiment} named by paper row, its table view written")
     return 0

@@ -12,11 +12,11 @@ registers every architecture (following it would retrain every model when one fi
 from __future__ import annotations
 
 import ast
-import hashlib
 from collections.abc import Iterable
 from functools import lru_cache
 from pathlib import Path
 
+from .files import file_sha256
 from .paths import PACKAGE_DIR, REPO_ROOT
 
 PACKAGE = "jasrbench"
@@ -110,7 +110,7 @@ def stage_code(entry_modules: Iterable[str], arch: str | None = None) -> list[st
 
 def code_digest(files: Iterable[str], root: Path = REPO_ROOT) -> dict[str, str]:
     """SHA-256 (first 16 hex digits) of each file's content, keyed by its repository-relative path."""
-    return {f: hashlib.sha256((root / f).read_bytes()).hexdigest()[:16] for f in sorted(files)}
+    return {f: file_sha256(root / f)[:16] for f in sorted(files)}
 
 
 # Model files declared for every train/evaluate stage in dvc.yaml; the rest of a model's closure

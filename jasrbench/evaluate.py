@@ -31,15 +31,15 @@ import numpy as np
 import pandas as pd
 import torch
 
-from . import config as cfgmod
+from . import params as paramsfile
 from . import runtime, settings, tracking
-from .batcher import generator
 from .data import crop, degrade, protocols
 from .data.split import PreparedSplit, load_split
 from .errors import ConfigError, DataError
 from .files import atomic_path, atomic_write_json, read_json
 from .runtime import load_model, resolve_device
 from .scoring import VARIANTS, score_split
+from .seeds import generator
 
 log = logging.getLogger(__name__)
 
@@ -222,7 +222,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    params = cfgmod.load_profile(args.profile) if args.profile else cfgmod.load_params(args.params)
+    params = paramsfile.load_profile(args.profile) if args.profile else paramsfile.load_params(args.params)
     summary = evaluate(args.target, args.split, args.out, params, prepared=args.prepared, device=args.device,
                        hr_reference=args.hr_reference, label=args.label, protocol=args.protocol)
     print(json.dumps({k: v for k, v in summary.items() if k != "metrics"} | {

@@ -11,6 +11,8 @@ files (``numpy.savez`` stamps the current time into the archive).
 from __future__ import annotations
 
 import contextlib
+import functools
+import hashlib
 import io
 import json
 import math
@@ -141,3 +143,18 @@ def require_finite(values: Mapping[str, float], where: str | Path) -> None:
     bad = {k: v for k, v in values.items() if not math.isfinite(float(v))}
     if bad:
         raise DataError(where, f"non-finite values: {bad}")
+
+
+@functools.lru_cache(maxsize=64)
+def _sha256(path: str, size: int, mtime_ns: int) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 22), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def file_sha256(path: str | Path) -> str:
+    """SHA-256 of a file's bytes, hex (cached per path, size and modification time)."""
+    st = os.stat(path)
+    return _sha256(str(Path(path).resolve()), st.st_size, st.st_mtime_ns)

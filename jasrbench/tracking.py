@@ -17,8 +17,6 @@ because MLflow 3's UI otherwise opens them as GenAI.
 from __future__ import annotations
 
 import contextlib
-import functools
-import hashlib
 import inspect
 import json
 import logging
@@ -28,6 +26,8 @@ import warnings
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
+
+from .files import file_sha256
 
 
 log = logging.getLogger(__name__)
@@ -125,6 +125,11 @@ class Run:
     def active(self) -> bool:
         return self._mlflow is not None
 
+    def end(self, status: str) -> None:
+        """End the run now with ``status`` (``KILLED`` for an interrupted run; the context's exit is then a no-op)."""
+        if self.active:
+            self._mlflow.end_run(status=status)
+
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
         if self._mlflow is not None:
             self._mlflow.log_metrics({k: float(v) for k, v in metrics.items()}, step=step)
@@ -215,21 +220,16 @@ def runs_page(experiment_id: str, view: bool = False) -> str:
 NOTE_MARK = "Params `arch.*`"
 
 
-def _experiment_note(name: str, experiment_id: str) -> str:
-    """The experiment's description (Markdown, shown above its runs): what its runs are, and the table view link.
+def _experiment_note(name: str) -> str:
+    """The experiment's description (Markdown, shown above its runs): what its runs are.
 
-    Plain words first: the experiments list shows the description's first characters.
+    Plain words first: the experiments list shows the description's first characters. A table
+    experiment's note names its table and links its view once collect has run (report/mlflow_tables.py).
     """
     kind = name.rsplit("/", 1)[-1]
-    number = int(kind[5:]) if kind.startswith("table") and kind[5:].isdigit() else None
-    if kind == "train":
-        what = "Training runs, one per model and training set (loss and validation curves)."
-    elif number is not None:
-        metrics = ", ".join(m.upper() for m in table_metrics(number))
-        what = (f"Paper Table {number}, one run per model on the splits it reads, named after the table's row. "
-                f"**[Table view]({runs_page(experiment_id, view=True)})**: {metrics} and the switches that differ.")
-    else:
-        what = "Evaluations that fill no paper table."
+    what = {"train": "Training runs, one per model and training set (loss and validation curves).",
+            "evaluate": "Evaluations that fill no paper table."}.get(
+        kind, "Evaluations of a paper table, one run per model on the splits it reads.")
     return (f"{what} {NOTE_MARK}: the architecture switches (select two runs → Compare shows which differ). "
             "Tags `training_run_id`, `checkpoint_sha256`: the training run and the checkpoint. Dataset: the "
             "prepared split and its content digest.")
@@ -241,8 +241,8 @@ def _training_experiment(mlflow, name: str) -> None:
     MLflow 3 records an experiment's kind in ``mlflow.experimentKind`` (unset, the
     UI infers one); the kind is set on every experiment this suite logs to,
     including ones an older version of it created. MLflow 3.17's UI lays pages
-    out by its per-browser switch instead (see :data:`ML_WORKFLOW`). The
-    description is written too, and kept current unless a user replaced it.
+    out by its per-browser switch instead (see :data:`ML_WORKFLOW`). A description
+    is written when there is none (collect rewrites a table experiment's; a user's stays).
     """
     client = mlflow.MlflowClient()
     db = _sqlite_file(tracking_uri())
@@ -253,9 +253,9 @@ def _training_experiment(mlflow, name: str) -> None:
     tags = experiment.tags or {}
     if tags.get(EXPERIMENT_KIND_TAG) != MODEL_TRAINING:
         client.set_experiment_tag(experiment.experiment_id, EXPERIMENT_KIND_TAG, MODEL_TRAINING)
-    note = _experiment_note(name, experiment.experiment_id)
-    if NOTE_MARK in tags.get(NOTE_TAG, NOTE_MARK) and tags.get(NOTE_TAG) != note:
-        client.set_experiment_tag(experiment.experiment_id, NOTE_TAG, note)  # ours, or none: a user's note stays
+    note = _experiment_note(name)
+    if NOTE_TAG not in tags:  # collect rewrites a table's note; a user's note stays
+        client.set_experiment_tag(experiment.experiment_id, NOTE_TAG, note)
 
 
 # --- architecture switches ---------------------------------------------------------------------------
@@ -277,21 +277,6 @@ def arch_params(arch: str, overrides: Mapping[str, Any] | None = None) -> dict[s
 
 
 # --- datasets and lineage ----------------------------------------------------------------------------
-@functools.lru_cache(maxsize=64)
-def _sha256(path: str, size: int, mtime_ns: int) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def file_sha256(path: str | Path) -> str:
-    """SHA-256 of a file's bytes (cached per path, size and modification time)."""
-    st = os.stat(path)
-    return _sha256(str(Path(path).resolve()), st.st_size, st.st_mtime_ns)
-
-
 def split_dataset(path: str | Path, metadata: Mapping[str, Any], faces: int):
     """An MLflow dataset for the prepared split file ``path`` (name, digest, source, profile; no data).
 
@@ -351,75 +336,13 @@ def training_run_id(profile: str, checkpoint_sha256: str) -> str | None:
     return runs[0].info.run_id if runs else None
 
 
-def table_splits(table: int) -> set[str]:
-    """The test splits that can fill a column of paper table ``table`` (300W's for Table 4)."""
-    from .report.paper import TABLES
-
-    return {split for spec in TABLES if spec.number == table for c in spec.columns for split in c.splits}
-
-
-def table_metrics(table: int | None) -> list[str]:
-    """The metrics paper table ``table`` reports, in its column order (PSNR and NME for Table 4)."""
-    from .report.paper import TABLES
-
-    spec = next((t for t in TABLES if t.number == table), None)
-    return list(dict.fromkeys(c.metric for c in spec.columns if c.metric != "params")) if spec else []
-
-
-def paper_row(table: int, model: str) -> str | None:
-    """The label(s) of the rows of paper table ``table`` that ``model`` fills (BL for both halves of BL)."""
-    from .report.paper import TABLES
-
-    labels = [row.label for spec in TABLES if spec.number == table for row in spec.rows + spec.optional_rows
-              if model in row.models or model in (row.nme_models or ())]
-    return " / ".join(labels) or None
-
-
-# Shown first among the switches in the table view (the rest follow alphabetically).
-SWITCH_ORDER = ("arch.tasks", "arch.fusion", "arch.long_skip", "arch.fusion_mode", "arch.n_stages",
-                "arch.n_shared_blocks", "arch.n_feats")
-
-
-def _column(kind: str, key: str) -> str:
-    return f"{kind}.`{key}`"  # MLflow UI's column id
-
-
-RUN_NAME_COLUMN = _column("attributes", "Run Name")
-
-
-def table_view(table: int | None, runs: list) -> dict[str, Any]:
-    """The state of the UI's shared table view over ``runs`` (MLflow ``Run`` objects of one table experiment).
-
-    Columns: the table's metrics in its order, the parameter count where the
-    table reports it, and the ``arch.*`` switches whose values differ between
-    the runs (all of them while they do not); rows in the order of the paper
-    row labels the run names start with. The dataset column stays in the
-    default view: on a laptop screen it would push the switches out of sight.
-    """
-    from .report.paper import TABLES
-
-    spec = next((t for t in TABLES if t.number == table), None)
-    arch = sorted({k for r in runs for k in r.data.params if k.startswith("arch.")},
-                  key=lambda k: (SWITCH_ORDER.index(k) if k in SWITCH_ORDER else len(SWITCH_ORDER), k))
-    differ = [k for k in arch if len({r.data.params.get(k) for r in runs}) > 1]
-    columns = [_column("metrics", m) for m in table_metrics(table)]
-    if spec and any(c.metric == "params" for c in spec.columns):
-        columns.append(_column("params", "params"))
-    columns += [_column("params", k) for k in (differ or arch)]
-    # The grid sorts metric columns by name (NME before PSNR): the column order puts them in the table's.
-    order = [RUN_NAME_COLUMN, "runDateAndNestInfo", "duration", *columns]
-    widths = {RUN_NAME_COLUMN: 300} | {c: 120 for c in columns if c.startswith("metrics.")}
-    return {"selectedColumns": columns, "columnOrder": order, "columnWidths": widths,
-            "orderByKey": _column("tags", "mlflow.runName"), "orderByAsc": True}
-
-
-def _update_table_view(experiment_id: str, table: int | None) -> None:
-    """Rewrite the table experiment's shared view over all its evaluation runs (one search, one tag)."""
-    import mlflow
-
-    client = mlflow.MlflowClient()
-    runs = client.search_runs([experiment_id], filter_string="tags.stage = 'evaluate'", max_results=1000)
-    client.set_experiment_tag(experiment_id, VIEW_TAG, json.dumps(table_view(table, runs)))
+# Which test splits fill a column of each paper table (Table 4 reads 300W only): where evaluate logs a run.
+# Labels, notes and views of the tables are the report's (jasrbench/report/mlflow_tables.py, run by collect);
+# tests/pipeline/test_tracking.py checks this against the columns of jasrbench/report/paper.py.
+_300W = frozenset({"300w/full", "300w/common"})
+TABLE_SPLITS: dict[int, frozenset[str]] = {
+    1: _300W | {"helen/test"}, 2: frozenset({"300w/common", "300w/challenge", "300w/full", "aflw/test"}),
+    3: frozenset({"lfw/test"}), 4: _300W, 5: _300W}
 
 
 def log_evaluation(summary: Mapping[str, Any], entry: Mapping[str, Any], out_dir: Path, *,
@@ -454,19 +377,13 @@ def log_evaluation(summary: Mapping[str, Any], entry: Mapping[str, Any], out_dir
         else:
             lineage["training_run_id"] = train_id
     # A table's experiment holds the evaluations on the splits its columns read (Table 4: 300W, not LFW).
-    for table in [t for t in tables if summary["split"] in table_splits(t)] or [None]:
+    # The paper row that leads a run's name, and the table's view, are written by collect (report side).
+    for table in [t for t in tables if summary["split"] in TABLE_SPLITS.get(t, ())] or [None]:
         name = f"{summary['model']} on {summary['split']}"
-        row = {}
-        if table is not None:
-            row = {"paper_row": paper_row(table, summary["model"]) or summary["model"]}
-            name = f"{row['paper_row']}: {name}"  # the UI shows the run name first: the row says which ablation
-        with start_run(table_experiment(summary["profile"], table), name, {**tags, **row, **lineage}, params) as run:
+        with start_run(table_experiment(summary["profile"], table), name, {**tags, **lineage}, params) as run:
             run.log_metrics(means)
             run.log_split(split_path, split_metadata, split_faces(split_path), "evaluation",
                           faces_evaluated=summary.get("faces", 0))
             for file in ("summary.json", "per_image.csv", "ced.csv"):
                 if (out_dir / file).is_file():
                     run.log_artifact(out_dir / file)
-            experiment_id = run.experiment_id
-        if table is not None:
-            _update_table_view(experiment_id, table)

@@ -12,33 +12,11 @@ passed in, so a run seeded per (epoch, step) is reproducible and resumable.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 
+from ..recipe import AugmentConfig  # the schema is torch-free (jasrbench.recipe)
 from . import degrade
-
-
-@dataclass(frozen=True)
-class AugmentConfig:
-    """Ranges of the random transform (uniform draws)."""
-
-    scale: tuple[float, float] = (0.95, 1.05)  # >1 zooms in
-    rotation: float = 30.0  # degrees, ± this
-    flip: float = 0.5  # probability of a horizontal flip
-    translate: float = 0.0  # fraction of the HR size, ± this in x and y
-
-    @classmethod
-    def from_dict(cls, d: dict | None) -> AugmentConfig:
-        d = dict(d or {})
-        if "scale" in d:
-            d["scale"] = tuple(float(v) for v in d["scale"])
-        return cls(**d)
-
-    @property
-    def is_identity(self) -> bool:
-        return self.scale == (1.0, 1.0) and self.rotation == 0 and self.flip == 0 and self.translate == 0
 
 
 def random_affine(n: int, cfg: AugmentConfig, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:

@@ -443,12 +443,17 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 def default_protocol(params_file: str | Path = "params.yaml") -> str:
     """The active profile's ``data.protocol`` (``params.yaml`` in the current directory), else ``paper``."""
-    from ..config import PARAMS_FILE, load_yaml
+    import yaml  # read directly: prepare imports no params code (dvc.yaml passes --protocol anyway)
 
-    path = Path(params_file or PARAMS_FILE)
+    path = Path(params_file)
     if not path.is_file():
         return protocols.DEFAULT
-    name = (load_yaml(path).get("data") or {}).get("protocol") or protocols.DEFAULT
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise DataError(path, f"invalid YAML ({exc})") from exc
+    name = (data.get("data") or {}).get("protocol") if isinstance(data, dict) else None
+    name = name or protocols.DEFAULT
     return protocols.get(name).name
 
 

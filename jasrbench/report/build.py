@@ -22,7 +22,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .. import config as cfgmod
+from .. import dag
+from ..params import PARAMS_FILE
 from ..errors import ConfigError
 from ..files import read_json
 from . import figures, paper, render, tables
@@ -279,9 +280,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     params = None
-    params_path = Path(args.params or cfgmod.PARAMS_FILE)
+    params_path = Path(args.params or PARAMS_FILE)
     if params_path.is_file():
-        params = cfgmod.load_params(params_path)
+        params = dag.load_checked(params_path)
     elif args.params:
         raise ConfigError(f"{params_path}: file not found")
     if args.results is None and params is None:

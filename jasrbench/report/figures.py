@@ -1,9 +1,10 @@
-"""Figures (matplotlib): sample grids, the visual comparison grid, CED curves, training curves.
+"""The report's figures (matplotlib): the visual comparison grid, CED curves, training curves
+(the drawing primitives and the training stage's sample grid: :mod:`jasrbench.plotting`).
 
 Colours follow the paper's Figure 1b: predicted landmarks green, ground truth red.
 The report's figures are written as PNG and PDF at a fixed size (``FIG_WIDTH``
 inches wide, ``DPI`` dots per inch: 1,400 px), readable at the width of a
-two-column paper's full page; :func:`save_figure` writes atomically.
+two-column paper's full page; :func:`jasrbench.plotting.save_figure` writes atomically.
 """
 
 from __future__ import annotations
@@ -21,41 +22,15 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from ..files import atomic_path  # noqa: E402
+from ..plotting import DPI, PRED_COLOUR, TRUE_COLOUR  # noqa: E402,F401 (the report draws in the same colours)
 
-PRED_COLOUR = "#00c000"
-TRUE_COLOUR = "#e00000"
 FIG_WIDTH = 7.0  # inches: a full page width
-DPI = 200
 FORMATS = ("png", "pdf")
 _PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
             "#bcbd22", "#17becf", "#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173", "#3182bd",
             "#e6550d", "#31a354", "#756bb1", "#636363", "#9c9ede", "#cedb9c"]
 _RC = {"font.size": 7, "axes.titlesize": 7.5, "axes.labelsize": 7, "xtick.labelsize": 6, "ytick.labelsize": 6,
        "legend.fontsize": 6, "axes.formatter.useoffset": False}
-
-
-def _show(ax, image: np.ndarray, title: str | None = None) -> None:
-    ax.imshow(image, interpolation="nearest" if image.shape[0] <= 32 else "antialiased")
-    ax.set_xticks([])
-    ax.set_yticks([])
-    if title:
-        ax.set_title(title, fontsize=8)
-
-
-def _points(ax, pts: np.ndarray | None, colour: str, scale: float = 1.0, size: float = 2.5) -> None:
-    if pts is not None and len(pts):
-        ax.scatter(pts[:, 0] * scale, pts[:, 1] * scale, s=size, c=colour, linewidths=0)
-
-
-def save_figure(fig, path: str | Path, *, tight: bool = True, dpi: int = DPI) -> None:
-    """Save ``fig`` atomically in the format of ``path``'s suffix and close it.
-
-    ``tight=False`` keeps the figure's own size (``figsize × dpi`` pixels).
-    """
-    path = Path(path)
-    with atomic_path(path, suffix=path.suffix) as tmp:
-        fig.savefig(tmp, dpi=dpi, bbox_inches="tight" if tight else None, format=path.suffix.lstrip("."))
-    plt.close(fig)
 
 
 def save_all(fig, stem: str | Path) -> list[Path]:
@@ -83,33 +58,6 @@ def _metadata(fmt: str) -> dict:
 def pixel_size(figsize: tuple[float, float]) -> tuple[int, int]:
     """(width, height) in pixels of a PNG written by :func:`save_all`."""
     return round(figsize[0] * DPI), round(figsize[1] * DPI)
-
-
-def sample_grid(
-    lr: np.ndarray,
-    sr: np.ndarray,
-    hr: np.ndarray,
-    true_points: np.ndarray | None,
-    pred_points: np.ndarray | None,
-    path: str | Path,
-    title: str = "",
-) -> None:
-    """Rows = faces; columns LR (16×16, nearest) / SR with predicted landmarks / HR with true ones."""
-    n = len(hr)
-    fig, axes = plt.subplots(n, 3, figsize=(3 * 1.2, n * 1.25), squeeze=False)
-    for i in range(n):
-        _show(axes[i, 0], lr[i], "LR 16×16" if i == 0 else None)
-        _show(axes[i, 1], sr[i], "SR" if i == 0 else None)
-        if pred_points is not None:
-            _points(axes[i, 1], pred_points[i], PRED_COLOUR)
-        _show(axes[i, 2], hr[i], "HR" if i == 0 else None)
-        if true_points is not None and true_points.shape[1]:
-            _points(axes[i, 2], true_points[i], TRUE_COLOUR)
-    if title:
-        fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    # ~1 screen pixel per image pixel (1.2-inch panels of 128-px faces): small enough to commit 19 of them.
-    save_figure(fig, path, dpi=110)
 
 
 # --- the visual comparison (the paper's Figure 4, with Figure 1b's landmarks) ------------------------

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from jasrbench import config
+import jasrbench.params as jparams
 from jasrbench.data.split import load_split
 from jasrbench.metrics import landmarks as lm
 from jasrbench.models import build
@@ -52,7 +52,7 @@ def test_training_stage_fits_the_floor_and_evaluation_scores_it(prepared_300w, t
     from jasrbench.train import train
 
     monkeypatch.setenv("JASRBENCH_MLFLOW", "0")
-    params = copy.deepcopy(config.load_profile("smoke", REPO_ROOT))
+    params = copy.deepcopy(jparams.load_profile("smoke", REPO_ROOT))
     params["data"]["prepared"] = str(prepared_300w.out.parent)
     params["train"].update({"epochs": 1, "max_faces": None, "val_faces": 16})
     params["evaluate"].update({"max_faces": None, "bootstrap_resamples": 100})

@@ -8,7 +8,9 @@ import json
 import pytest
 import torch
 
-from jasrbench import config
+import jasrbench.dag as jdag
+
+import jasrbench.params as jparams
 from jasrbench.errors import DataError
 from jasrbench.models import build
 from jasrbench.paths import REPO_ROOT
@@ -22,7 +24,7 @@ def params(prepared_300w, monkeypatch, tmp_path):
     """The smoke profile on 24 real training faces (8 for validation), batch 4, in a scratch repository root."""
     monkeypatch.setenv("JASRBENCH_MLFLOW", "0")
     monkeypatch.chdir(tmp_path)  # models/<profile>/pretrain/... is repository-relative
-    p = copy.deepcopy(config.load_profile("smoke", REPO_ROOT))
+    p = copy.deepcopy(jparams.load_profile("smoke", REPO_ROOT))
     p["data"]["prepared"] = str(prepared_300w.out.parent)
     p["train"].update({"epochs": 1, "batch_size": 4, "max_faces": 24, "val_faces": 8})
     p["models"]["superfan"]["overrides"] = dict(SMALL["superfan"])
@@ -31,7 +33,7 @@ def params(prepared_300w, monkeypatch, tmp_path):
 
 
 def test_dag_has_the_pretrain_stage_and_training_depends_on_its_output(params):
-    dag = config.stages(params)
+    dag = jdag.stages(params)
     assert list(dag["pretrain"]) == ["superfan_fan-300w"]
     fan = pretrained_file("smoke", "superfan", "fan", "300w")
     assert fan == "models/smoke/pretrain/superfan_fan-300w/fan.pt"
@@ -41,10 +43,10 @@ def test_dag_has_the_pretrain_stage_and_training_depends_on_its_output(params):
     bad = copy.deepcopy(params)
     bad["models"]["jasrnet"]["pretrain"] = {"epochs": 1}
     with pytest.raises(Exception, match="models.jasrnet.pretrain"):
-        config.validate(bad)
+        jdag.check(bad)
     bad["models"]["jasrnet"]["pretrain"] = {"epochs": 1, "steps": 3}
     with pytest.raises(Exception, match="unknown keys"):
-        config.validate(bad)
+        jdag.check(bad)
 
 
 def test_pretrained_fan_is_what_joint_training_starts_from(params, tmp_path):

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from jasrbench import config
+import jasrbench.params as jparams
 from jasrbench.data import degrade
 from jasrbench.data.crop import crop_face
 from jasrbench.data.images import load_rgb
@@ -28,7 +28,7 @@ from jasrbench.models.blocks import FixedBiasConv2d, FixedBiasConvTranspose2d, F
 from jasrbench.paths import REPO_ROOT
 from thread_probe import conv_weight_grad_follows_threads
 
-PROFILE = config.load_profile("smoke", REPO_ROOT)
+PROFILE = jparams.load_profile("smoke", REPO_ROOT)
 
 ONEDNN_1X1 = "oneDNN's 1×1 convolutions: forward and gradients depend on the thread count"
 STRIDED = "oneDNN's weight gradient of the spatial transformers' stride-2 convolutions depends on the thread count"
@@ -39,7 +39,7 @@ def _architectures() -> list[str]:
     """The first trainable profile model of each architecture (JASRNet's ablations share its layers)."""
     builders = {}
     for name in PROFILE["models"]:
-        builder = spec(config.model_entry(PROFILE, name)["arch"]).builder
+        builder = spec(jparams.model_entry(PROFILE, name)["arch"]).builder
         if getattr(builder, "trainable", True):
             builders.setdefault(builder, name)
     return list(builders.values())
@@ -68,7 +68,7 @@ def batch(w300_root) -> dict:
 
 
 def _one_step(name: str, batch: dict, threads: int) -> dict[str, torch.Tensor]:
-    entry = config.model_entry(PROFILE, name)
+    entry = jparams.model_entry(PROFILE, name)
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:

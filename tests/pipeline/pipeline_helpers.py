@@ -9,13 +9,15 @@ import subprocess
 import sys
 from pathlib import Path
 
-from jasrbench import config
+from jasrbench import profiles
+
+import jasrbench.params as jparams
 from jasrbench.paths import REPO_ROOT
 
 
 def tiny_params(prepared_root: Path, **train) -> dict:
     """The smoke profile, trimmed to seconds: 24 training faces, 8 validation faces, batch 4."""
-    params = copy.deepcopy(config.load_profile("smoke", REPO_ROOT))
+    params = copy.deepcopy(jparams.load_profile("smoke", REPO_ROOT))
     params["data"]["prepared"] = str(prepared_root)
     params["train"].update({"epochs": 2, "batch_size": 4, "max_faces": 24, "val_faces": 8})
     params["train"].update(train)
@@ -26,7 +28,7 @@ def tiny_params(prepared_root: Path, **train) -> dict:
 def write_params(root: Path, params: dict) -> Path:
     """A repository-like folder with ``pipelines/`` and a ``params.yaml`` holding ``params``."""
     shutil.copytree(REPO_ROOT / "pipelines", root / "pipelines", dirs_exist_ok=True)
-    config.write_params(params, root)
+    profiles.write_params(params, root)
     return root / "params.yaml"
 
 

@@ -103,8 +103,8 @@ def test_extra_terms_refuse_alignment_only_models(prepared_root, tmp_path):
 
 
 def test_off_by_default_in_every_profile():
-    from jasrbench import config
+    import jasrbench.params as jparams
 
     for name in ("paper", "cpu", "smoke"):
-        t = config.load_profile(name)["train"]
+        t = jparams.load_profile(name)["train"]
         assert t["adversarial_weight"] == 0.0 and t["perceptual_weight"] == 0.0, name

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pipeline_helpers import tiny_params
 
-from jasrbench import config
+import jasrbench.dag as jdag
 from jasrbench.collect import collect
 from jasrbench.errors import ConfigError
 from jasrbench.evaluate import evaluate
@@ -15,10 +15,10 @@ def test_a_model_evaluated_on_one_split_from_two_runs_keeps_both(prepared_root, 
     params = tiny_params(prepared_root)
     # The lfw run is listed first: the view must still show the 300w run for 300w/common (its own dataset).
     params["models"], params["runs"] = {"bicubic": {"tables": [1]}}, {}
-    config.set_model_runs(params, "bicubic", {"lfw": ["300w/common"], "300w": ["300w/common"]})
-    config.validate(params)
+    jdag.set_model_runs(params, "bicubic", {"lfw": ["300w/common"], "300w": ["300w/common"]})
+    jdag.check(params)
     monkeypatch.chdir(tmp_path)
-    items = list(config.stages(params)["evaluate_untrained"].values())
+    items = list(jdag.stages(params)["evaluate_untrained"].values())
     assert [i["run"] for i in items] == ["bicubic-lfw", "bicubic-300w"]
     for item in items:
         evaluate(item["model"], item["split"], item["out"], params)
@@ -34,10 +34,10 @@ def test_a_model_evaluated_on_one_split_from_two_runs_keeps_both(prepared_root, 
 
 def test_ambiguous_runs_are_a_config_error(prepared_root):
     params = tiny_params(prepared_root)
-    config.set_model_runs(params, "jasrnet", {"300w": ["lfw/test"], "lfw": ["300w/common"]})
-    config.validate(params)  # one run per split: fine
+    jdag.set_model_runs(params, "jasrnet", {"300w": ["lfw/test"], "lfw": ["300w/common"]})
+    jdag.check(params)  # one run per split: fine
     params["data"]["datasets"]["helen"] = {"raw": "datasets/raw/helen", "skip_bad": False}
-    config.set_model_runs(params, "jasrnet", {"300w": ["lfw/test"], "helen": ["lfw/test"]})
+    jdag.set_model_runs(params, "jasrnet", {"300w": ["lfw/test"], "helen": ["lfw/test"]})
     with pytest.raises(ConfigError, match=r"runs: jasrnet: split 'lfw/test' is evaluated by runs trained "
                                           r"on 300w, helen and none on lfw"):
-        config.validate(params)
+        jdag.check(params)

@@ -97,14 +97,21 @@ def test_truncated_or_foreign_checkpoints_are_named(prepared_root, tmp_path, cap
     assert not (tmp_path / "eval").exists()
 
 
-def test_accepted_train_keys_are_the_dataclass_fields():
-    """config reads the keys from the source (no torch import when params load): they must be the real fields."""
-    from jasrbench import config
-    from jasrbench.data.augment import AugmentConfig
-    from jasrbench.recipe import TrainConfig
+def test_params_check_the_train_block_without_torch():
+    """One schema (recipe.TrainConfig) serves the profile check and the stages, and it imports no torch:
+    checking a train block must not pull the training path into the deps of every stage that loads params."""
+    import subprocess
+    import sys
 
-    assert config._dataclass_keys("recipe", "TrainConfig") == set(TrainConfig.__dataclass_fields__)
-    assert config._dataclass_keys("data.augment", "AugmentConfig") == set(AugmentConfig.__dataclass_fields__)
+    from jasrbench.paths import REPO_ROOT
+
+    code = ("import sys, jasrbench.params as p; params = p.load_yaml(sys.argv[1] + '/pipelines/smoke.yaml'); "
+            "from jasrbench.recipe import TrainConfig, check_train; check_train(params['train'], 'train'); "
+            "cfg = TrainConfig.from_dict(p.model_train(params, 'jasrnet')); "
+            "assert cfg.epochs >= 1; print(sorted(m for m in sys.modules if m.split('.')[0] == 'torch')[:3])")
+    done = subprocess.run([sys.executable, "-c", code, str(REPO_ROOT)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]", done.stdout
 
 
 BAD_RUNTIME = [  # (variable, value, the message after "jasrbench train: error: ")

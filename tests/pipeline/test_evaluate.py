@@ -11,7 +11,7 @@ import pytest
 import torch
 from pipeline_helpers import tiny_params
 
-from jasrbench import config
+import jasrbench.dag as jdag
 from jasrbench.collect import collect
 from jasrbench.data import degrade
 from jasrbench.data.prepare import prepare
@@ -124,10 +124,10 @@ def test_subset_pairs_keeps_the_protocol(prepared_verify):
 def test_collect_merges_every_summary(prepared_root, tmp_path, monkeypatch):
     params = tiny_params(prepared_root)
     params["models"], params["runs"] = {"bicubic": {"tables": [1]}}, {}
-    config.set_model_runs(params, "bicubic", {"300w": ["300w/common", "300w/challenge"]})
+    jdag.set_model_runs(params, "bicubic", {"300w": ["300w/common", "300w/challenge"]})
     params["data"]["datasets"] = {"300w": params["data"]["datasets"]["300w"]}
     monkeypatch.chdir(tmp_path)
-    for item in config.stages(params)["evaluate_untrained"].values():
+    for item in jdag.stages(params)["evaluate_untrained"].values():
         evaluate(item["model"], item["split"], item["out"], params)
     merged = collect(params, tmp_path)
     entry = merged["models"]["bicubic"]

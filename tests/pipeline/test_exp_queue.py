@@ -22,7 +22,11 @@ from pathlib import Path
 import pytest
 from pipeline_helpers import copy_repo, mini_300w
 
-from jasrbench import config
+from jasrbench import profiles
+
+import jasrbench.dag as jdag
+
+import jasrbench.params as jparams
 from jasrbench.paths import REPO_ROOT
 
 pytestmark = pytest.mark.slow
@@ -41,14 +45,14 @@ def _mini_300w(w300_root: Path, dest: Path) -> Path:
 
 
 def reduced_params() -> dict:
-    params = config.load_profile("smoke", REPO_ROOT)
+    params = jparams.load_profile("smoke", REPO_ROOT)
     params["data"]["datasets"] = {"300w": {"raw": "../shared/datasets/300W", "skip_bad": False}}
     params["models"], params["runs"] = {name: params["models"][name] for name in MODELS}, {}
     for name in MODELS:
-        config.set_model_runs(params, name, {"300w": ["300w/common"]})
+        jdag.set_model_runs(params, name, {"300w": ["300w/common"]})
     params["train"].update({"epochs": 2, "batch_size": 4, "max_faces": 24, "val_faces": 8})
     params["evaluate"].update({"max_faces": TEST_FACES, "bootstrap_resamples": 200})
-    config.validate(params, "reduced profile")
+    jdag.check(params, "reduced profile")
     return params
 
 
@@ -73,7 +77,7 @@ def _dvc(repo: Path, *args: str, timeout: int = 900) -> str:
 def _git_repo(base: Path, params: dict) -> Path:
     repo = base / "repo"
     _copy_repo(repo)
-    config.write_params(params, repo)
+    profiles.write_params(params, repo)
     _run(repo, "git", "init", "-q")
     _run(repo, "git", "config", "user.email", "test@example.com")
     _run(repo, "git", "config", "user.name", "test")
@@ -150,7 +154,7 @@ def test_set_param_of_a_dag_key_changes_the_stage_list(tmp_path):
     shutil.copy2(REPO_ROOT / "dvc.yaml", repo / "dvc.yaml")
     (repo / ".dvc" / "config").write_text("[core]\n    no_scm = true\n")
     params = reduced_params()
-    config.write_params(params, repo)
+    profiles.write_params(params, repo)
 
     def stage_names() -> set[str]:
         with Repo(str(repo)) as dvc:
@@ -158,11 +162,11 @@ def test_set_param_of_a_dag_key_changes_the_stage_list(tmp_path):
 
     before = stage_names()
     assert {"train@edsr-300w", "evaluate@edsr-300w-300w_common", "evaluate_untrained@bicubic-300w-300w_common"} <= before
-    extra = config.runs_for(params, "edsr", {"300w": ["300w/challenge"]})["evaluate"]
+    extra = jdag.runs_for(params, "edsr", {"300w": ["300w/challenge"]})["evaluate"]
     (key, entry), = extra.items()
     flow = "{" + ", ".join(f"{k}: {v}" for k, v in entry.items()) + "}"
     apply_overrides(str(repo / "params.yaml"),
                     ["~runs.evaluate_untrained.bicubic-300w-300w_common", f"+runs.evaluate.{key}={flow}"])
     after = stage_names()
     assert after == (before - {s for s in before if s.startswith("evaluate_untrained@")}) | {f"evaluate@{key}"}
-    config.load_params(repo / "params.yaml")  # still a valid profile: the new entry matches the code
+    jparams.load_params(repo / "params.yaml")  # still a valid profile: the new entry matches the code

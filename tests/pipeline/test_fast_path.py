@@ -90,11 +90,11 @@ def test_auto_precision_follows_the_cpu_and_never_picks_emulated_bf16():
     ({"check_every": 0}, "train.check_every must be >= 1, got 0"),
 ])
 def test_bad_fast_path_settings_are_named_when_params_load(setting, message):
-    from jasrbench import config
+    from jasrbench import recipe
 
-    config.check_train({"precision": "bf16", "check_every": 5}, "train")
+    recipe.check_train({"precision": "bf16", "check_every": 5}, "train")
     with pytest.raises(ConfigError) as err:
-        config.check_train(setting, "train")
+        recipe.check_train(setting, "train")
     assert str(err.value) == message
 
 

@@ -28,7 +28,11 @@ import pytest
 from pipeline_helpers import copy_repo, mini_300w
 import yaml
 
-from jasrbench import config
+from jasrbench import profiles
+
+import jasrbench.dag as jdag
+
+import jasrbench.params as jparams
 from jasrbench.launch import threads_per_task
 from jasrbench.paths import REPO_ROOT
 
@@ -48,12 +52,12 @@ def _mini_300w(w300_root: Path, dest: Path) -> Path:
 
 def reduced_params(raw: Path) -> dict:
     """The smoke profile with two models, one dataset and tiny training settings."""
-    params = copy.deepcopy(config.load_profile("smoke", REPO_ROOT))
+    params = copy.deepcopy(jparams.load_profile("smoke", REPO_ROOT))
     params["data"]["datasets"] = {"300w": {"raw": str(raw), "skip_bad": False}}
     params["models"] = {name: params["models"][name] for name in MODELS}
     params["runs"] = {}
     for name in MODELS:
-        config.set_model_runs(params, name, {"300w": ["300w/common"]})
+        jdag.set_model_runs(params, name, {"300w": ["300w/common"]})
     params["train"].update({"epochs": 2, "batch_size": 4, "max_faces": 24, "val_faces": 8})
     params["evaluate"].update({"max_faces": TEST_FACES, "bootstrap_resamples": 200})
     return params
@@ -81,7 +85,7 @@ def _launch(repo: Path, *args: str) -> subprocess.CompletedProcess:
 
 def _new_repo(root: Path, params: dict) -> Path:
     _copy_repo(root)
-    config.write_params(params, root)
+    profiles.write_params(params, root)
     init = _dvc(root, "init", "--no-scm", "-q")
     assert init.returncode == 0, init.stderr
     return root
@@ -153,7 +157,7 @@ def test_a_failed_stage_stops_its_dependents_and_is_named(runs):
     params = copy.deepcopy(runs.params)
     missing = repo.parent / "no-such-300w"
     params["data"]["datasets"]["300w"]["raw"] = str(missing)
-    config.write_params(params, repo)
+    profiles.write_params(params, repo)
     failed = _launch(repo, "--workers", "2")
     out = failed.stdout + failed.stderr
     assert failed.returncode == 1, out[-3000:]

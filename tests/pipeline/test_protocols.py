@@ -13,7 +13,9 @@ import copy
 import numpy as np
 import pytest
 
-from jasrbench import config
+import jasrbench.dag as jdag
+
+import jasrbench.params as jparams
 from jasrbench.data import protocols
 from jasrbench.data.prepare import prepare
 from jasrbench.data.split import load_split
@@ -48,12 +50,12 @@ def prepared(common_root, tmp_path_factory):
 
 
 def cpu_params() -> dict:
-    return copy.deepcopy(config.load_profile("cpu", REPO_ROOT))
+    return copy.deepcopy(jparams.load_profile("cpu", REPO_ROOT))
 
 
 def test_every_profile_uses_the_paper_protocol():
     for name in ("paper", "cpu", "smoke"):
-        assert config.load_profile(name, REPO_ROOT)["data"]["protocol"] == "paper"
+        assert jparams.load_profile(name, REPO_ROOT)["data"]["protocol"] == "paper"
 
 
 def test_split_records_its_protocol(prepared):
@@ -107,4 +109,4 @@ def test_unknown_protocol_in_a_profile_is_a_config_error():
     params = cpu_params()
     params["data"]["protocol"] = "matlab"
     with pytest.raises(ConfigError, match="data.protocol.*matlab"):
-        config.validate(params, "pipelines/cpu.yaml")
+        jdag.check(params, "pipelines/cpu.yaml")

@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 from pipeline_helpers import tiny_params
 
-from jasrbench import config, settings
+from jasrbench import recipe, settings
+
+import jasrbench.params as jparams
 from jasrbench.errors import ConfigError
 from jasrbench.paths import REPO_ROOT
 from jasrbench.train import train
@@ -22,10 +24,10 @@ def test_option_over_environment_over_default():
 
 
 def test_no_profile_holds_a_runtime_setting():
-    assert set(config.RUNTIME_SETTINGS.values()) == set(settings.ENV.values())
+    assert set(recipe.RUNTIME_SETTINGS.values()) == set(settings.ENV.values())
     for name in ("smoke", "cpu", "paper"):
-        params = config.load_profile(name, REPO_ROOT)
-        for dotted in config.RUNTIME_SETTINGS:
+        params = jparams.load_profile(name, REPO_ROOT)
+        for dotted in recipe.RUNTIME_SETTINGS:
             section, key = dotted.split(".")
             assert key not in params[section], f"pipelines/{name}.yaml: {dotted}"
 

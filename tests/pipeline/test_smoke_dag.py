@@ -31,7 +31,9 @@ import yaml
 from latex_checks import compile_problems, pdflatex_available, structure_problems
 from pipeline_helpers import copy_clone
 
-from jasrbench import config
+import jasrbench.dag as jdag
+
+import jasrbench.params as jparams
 from jasrbench.launch import threads_per_task
 from jasrbench.paths import REPO_ROOT
 from jasrbench.report import paper
@@ -74,7 +76,7 @@ def smoke(tmp_path_factory, data_root):
     # What launch gave each stage (two task slots): a rerun compared bit for bit uses it too.
     threads = str(threads_per_task(2))
     return SimpleNamespace(repo=repo, env=env, log=launch.stdout + launch.stderr, seconds=seconds,
-                           params=config.load_params(repo / "params.yaml"), threads=threads)
+                           params=jparams.load_params(repo / "params.yaml"), threads=threads)
 
 
 def _metrics(repo: Path) -> dict:
@@ -82,7 +84,7 @@ def _metrics(repo: Path) -> dict:
 
 
 def test_every_declared_output_exists(smoke):
-    dag = config.stages(smoke.params)
+    dag = jdag.stages(smoke.params)
     for item in dag["train"].values():
         assert (smoke.repo / item["out"] / "model.pt").is_file(), item["out"]
         # A finished run leaves no resume state (nothing a later rerun could resume), no temp files.
@@ -104,8 +106,8 @@ def test_metrics_are_complete_finite_and_in_range(smoke):
 
     assert set(models) == set(smoke.params["models"])
     for name, splits in models.items():
-        arch = config.model_entry(smoke.params, name)["arch"]
-        model = build(arch, **config.model_entry(smoke.params, name)["overrides"])
+        arch = jparams.model_entry(smoke.params, name)["arch"]
+        model = build(arch, **jparams.model_entry(smoke.params, name)["overrides"])
         common = splits["300w/common"]
         assert common["available"], name
         if model.predicts_sr:

@@ -23,7 +23,7 @@ import pandas as pd
 import torch
 from pipeline_helpers import tiny_params
 
-from jasrbench import config
+from jasrbench import profiles
 from jasrbench.paths import REPO_ROOT
 
 STAGE = "train@edsr-300w"
@@ -69,7 +69,7 @@ def test_code_change_retrains_and_forced_rerun_reproduces(prepared_root, tmp_pat
     (repo / "datasets" / "prepared" / "300w" / "train.npz").symlink_to(prepared_root / "300w" / "train.npz")
     params = tiny_params(prepared_root, epochs=1, max_faces=8, val_faces=4, milestones=[1])
     params["data"]["prepared"] = "datasets/prepared"
-    config.write_params(params, repo)
+    profiles.write_params(params, repo)
     env = {**os.environ, "PYTHONPATH": str(repo), "JASRBENCH_MLFLOW": "0",
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
     _dvc(repo, env, "init", "--no-scm", "-q")

@@ -7,8 +7,8 @@ pieces on every registered model and on a real prepared split.
 
 from __future__ import annotations
 
+import ast
 import hashlib
-import inspect
 import json
 
 import pytest
@@ -16,16 +16,27 @@ import pytest
 from jasrbench import tracking
 from jasrbench.data.split import load_split
 from jasrbench.errors import ConfigError
-from jasrbench.models import available, spec
+from jasrbench.models import available, build, spec
+from jasrbench.report import mlflow_tables
+from jasrbench.report.paper import TABLES
+
+
+def _value(text: str):
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text  # a plain string switch (e.g. "add", "sr")
 
 
 @pytest.mark.parametrize("name", available())
-def test_every_model_logs_all_its_build_keywords_under_arch_keys(name):
-    params = tracking.arch_params(name)
-    keywords = {k for k, p in inspect.signature(spec(name).builder).parameters.items()
-                if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.default is not p.empty}
-    assert set(params) == {f"arch.{k}" for k in keywords | set(spec(name).defaults)}
-    assert all(isinstance(v, str) for v in params.values())
+def test_the_logged_switches_rebuild_the_model(name):
+    # What a run logs as arch.* is enough to rebuild its network: the builder called with exactly those
+    # keywords (not the registry's merge) gives the same tensors, names and shapes, as build(name) does.
+    logged = {k.removeprefix("arch."): _value(v) for k, v in tracking.arch_params(name).items()}
+    assert all(k.startswith("arch.") for k in tracking.arch_params(name))
+    expected = {k: tuple(v.shape) for k, v in build(name).state_dict().items()}
+    rebuilt = {k: tuple(v.shape) for k, v in spec(name).builder(**logged).state_dict().items()}
+    assert rebuilt == expected
 
 
 def test_ablations_differ_in_their_switches_and_overrides_win():
@@ -56,12 +67,15 @@ def test_prepared_split_dataset_has_content_digest_protocol_and_faces(prepared_r
 
 
 def test_table_rows_splits_and_metrics_follow_the_paper_tables():
-    assert tracking.table_metrics(4) == ["psnr", "nme"]
-    assert tracking.table_metrics(3)[0] == "acc" and "params" not in tracking.table_metrics(3)  # a param, not a metric
-    assert tracking.table_splits(4) == {"300w/common", "300w/full"}
-    assert tracking.paper_row(4, "jasrnet_bl_sr") == tracking.paper_row(4, "jasrnet_bl_align") == "BL"
-    assert tracking.paper_row(5, "jasrnet") == "Adding / Res_32"
-    assert tracking.paper_row(4, "edsr") is None
+    assert mlflow_tables.table_metrics(4) == ["psnr", "nme"]
+    assert mlflow_tables.table_metrics(3)[0] == "acc" and "params" not in mlflow_tables.table_metrics(3)  # a param
+    # evaluate logs by tracking.TABLE_SPLITS (it imports nothing from report/): the paper tables' columns agree.
+    for spec_ in TABLES:
+        assert tracking.TABLE_SPLITS[spec_.number] == {split for c in spec_.columns for split in c.splits}, spec_.number
+    assert set(tracking.TABLE_SPLITS) == {spec_.number for spec_ in TABLES}
+    assert mlflow_tables.paper_row(4, "jasrnet_bl_sr") == mlflow_tables.paper_row(4, "jasrnet_bl_align") == "BL"
+    assert mlflow_tables.paper_row(5, "jasrnet") == "Adding / Res_32"
+    assert mlflow_tables.paper_row(4, "edsr") is None
     link = tracking.runs_page("7", view=True)
     assert link == "#/experiments/7/runs?viewStateShareKey=jasrbench&workflowType=machine_learning"
-    assert link in tracking._experiment_note("jasrbench/smoke/table4", "7")
+    assert link in mlflow_tables.table_note(4, "7")

@@ -28,7 +28,11 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from jasrbench import config
+from jasrbench import profiles
+
+import jasrbench.dag as jdag
+
+import jasrbench.params as jparams
 from jasrbench.paths import REPO_ROOT
 
 PROFILE = "smoke"
@@ -183,7 +187,7 @@ def small_lfw_layout(verify_root: Path, root: Path, per_fold: int) -> Path:
 
 def tree_params(w300_root: Path, lfw_root: Path, prepared: Path) -> dict:
     """The smoke profile, trimmed to seconds and to the trained models."""
-    params = copy.deepcopy(config.load_profile(PROFILE, REPO_ROOT))
+    params = copy.deepcopy(jparams.load_profile(PROFILE, REPO_ROOT))
     params["data"]["prepared"] = str(prepared)
     params["data"]["datasets"]["300w"]["raw"] = str(w300_root)
     params["data"]["datasets"]["lfw"]["raw"] = str(lfw_root)
@@ -193,8 +197,8 @@ def tree_params(w300_root: Path, lfw_root: Path, prepared: Path) -> dict:
             "jasrnet_bl_sr": ["300w/common"], "jasrnet_bl_align": ["300w/common"]}
     params["models"], params["runs"] = {m: params["models"][m] for m in keep}, {}
     for model, splits in keep.items():
-        config.set_model_runs(params, model, {"300w": splits})
-    config.validate(params, "tests/report tree params")
+        jdag.set_model_runs(params, model, {"300w": splits})
+    jdag.check(params, "tests/report tree params")
     return params
 
 
@@ -246,8 +250,8 @@ def build_results_tree(mlflow_server: MlflowServer, prepared_300w_out: Path, w30
     prepare("lfw", lfw_raw, prepared / "lfw")
     times["prepare lfw"] = time.perf_counter() - t
     params = tree_params(w300_root, lfw_raw, prepared)
-    config.write_params(params, root)
-    dag = config.stages(params)
+    profiles.write_params(params, root)
+    dag = jdag.stages(params)
 
     mlflow_server.wait_ready()
     # Paths are absolute; runs are tagged with the commit of the current directory's checkout.
@@ -265,6 +269,10 @@ def build_results_tree(mlflow_server: MlflowServer, prepared_300w_out: Path, w30
             for item in dag["evaluate_untrained"].values():
                 evaluate(item["model"], item["split"], root / item["out"], params, hr_reference=True)
         times["evaluate"] = time.perf_counter() - t
+        from jasrbench.report.mlflow_tables import publish
+
+        with _env(JASRBENCH_MLFLOW="1"):
+            publish(PROFILE)  # as the collect stage does: runs named by paper row, table notes and views
     atomic_write_json(root / "results" / PROFILE / "metrics.json", collect(params, root))
     t = time.perf_counter()
     costs = measure_costs(root / "results" / "model_costs.csv")

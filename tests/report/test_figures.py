@@ -89,11 +89,28 @@ def test_report_is_deterministic(results_tree, tmp_path):
     assert report.seconds < 60
 
 
-def test_sample_grid_of_training_still_written(results_tree):
-    """train.py draws its samples.png with figures.sample_grid (kept working beside the new figures)."""
+def test_sample_grid_shows_the_faces_with_predicted_and_true_landmarks(results_tree, tmp_path):
+    """plotting.sample_grid (train's samples.png): the LR, SR and HR of each face in its row, predicted
+    landmarks green on the SR, true ones red on the HR; the committed samples.png of a run is such a grid."""
+    from jasrbench.data.split import load_split
+    from jasrbench.plotting import sample_grid
+
+    faces = load_split(results_tree.prepared / "300w" / "common.npz").subset(np.arange(2))
+    sr = faces.hr.copy()
+    sample_grid(faces.lr_at(8), sr, faces.hr, faces.landmarks, faces.landmarks + 3, tmp_path / "s.png", title="t")
+    with_points = _png(tmp_path / "s.png")
+    sample_grid(faces.lr_at(8), sr, faces.hr, None, None, tmp_path / "bare.png", title="t")
+    bare = _png(tmp_path / "bare.png")
+    assert with_points.shape == bare.shape and with_points.shape[0] > with_points.shape[1]  # 2 rows × 3 columns
+    third = bare.shape[1] // 3
+    for colour, col in ((figures.PRED_COLOUR, 1), (figures.TRUE_COLOUR, 2)):
+        panel, empty = with_points[:, col * third:(col + 1) * third], bare[:, col * third:(col + 1) * third]
+        assert _count(panel, colour) > 40 and _count(empty, colour) < 5, colour  # the points, only with points
+    assert _count(with_points[:, :third], figures.PRED_COLOUR) < 5  # none on the LR column
     for run in ("jasrnet-300w", "jasrnet_bl_sr-300w", "jasrnet_bl_align-300w"):
         image = _png(results_tree.results / "train" / run / "samples.png")
-        assert image.shape[0] > 300 and image.shape[1] > 200
+        assert image.shape[0] > image.shape[1]  # four faces, three columns
+        assert _count(image, figures.TRUE_COLOUR) > 40, run  # the validation faces' true landmarks
 
 
 @pytest.mark.parametrize("n_panels", [1, 3])

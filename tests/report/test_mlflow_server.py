@@ -23,7 +23,11 @@ import pytest
 from report_helpers import (LOGGED, PROFILE, ROWS, SWITCHES, experiment_ids, group_processes, search_runs,
                             start_mlflow_server)
 
-from jasrbench import config, tracking
+from jasrbench import tracking
+
+import jasrbench.dag as jdag
+
+import jasrbench.params as jparams
 from jasrbench.data.split import load_split
 
 ABLATIONS = set(LOGGED)  # the tree's models that log to MLflow
@@ -60,7 +64,7 @@ def sha256(path: Path) -> str:
 
 def tree_runs(tree) -> dict[str, dict]:
     """The tree's train and 300W-common evaluate DAG items of each logged model."""
-    dag = config.stages(tree.params)
+    dag = jdag.stages(tree.params)
     items = {}
     for model in ABLATIONS:
         train = next(i for i in dag["train"].values() if i["model"] == model)
@@ -109,7 +113,7 @@ def test_runs_carry_switches_datasets_and_lineage(mlflow_server, results_tree):
         train, evaluation = train_runs[model], table4[model]
         # Switches: the same keys and values on both runs, the registry's defaults under the profile's overrides.
         arch = {k: v for k, v in train["params"].items() if k.startswith("arch.")}
-        entry = config.model_entry(results_tree.params, model)
+        entry = jparams.model_entry(results_tree.params, model)
         assert arch == tracking.arch_params(entry["arch"], {**entry["overrides"], "num_points": 68})
         assert {k: arch[k] for k in SWITCHES[model]} == SWITCHES[model], model
         assert {k: v for k, v in evaluation["params"].items() if k.startswith("arch.")} == arch

@@ -7,7 +7,9 @@ import re
 import pytest
 import yaml
 
-from jasrbench import config
+import jasrbench.dag as jdag
+
+import jasrbench.params as jparams
 from jasrbench.cli import main
 from jasrbench.paths import REPO_ROOT
 from jasrbench.report import paper, tables
@@ -61,8 +63,8 @@ def test_report_stage_declared_last_with_its_deps_and_outs():
 @pytest.mark.parametrize("profile", ["smoke", "cpu", "paper"])
 def test_top_level_plots_name_files_every_profile_writes(profile):
     """The cross-model plots name CED and history files; each must be an output of the profile's DAG."""
-    params = config.load_profile(profile, REPO_ROOT)
-    dag = config.stages(params)
+    params = jparams.load_profile(profile, REPO_ROOT)
+    dag = jdag.stages(params)
     written = {f"{e['out']}/ced.csv" for e in dag["evaluate"].values()}
     written |= {f"{t['results']}/history.csv" for t in dag["train"].values()}
     plots = _dvc()["plots"]
