@@ -74,11 +74,23 @@ def lfw_pairs_file() -> Path:
     return _data_dir("lfw", "pairs.txt")
 
 
+# A folder holding 300w/ that `prepare 300w` already wrote from the shared subset (benchmarks/gpu_check.sh
+# passes its own, so the CUDA tests do not prepare the faces a second time).
+PREPARED_ENV = "JASRBENCH_TEST_PREPARED"
+
+
 @pytest.fixture(scope="session")
 def prepared_300w(w300_root, tmp_path_factory):
-    """The whole shared 300W subset prepared once per session (``jasrbench prepare 300w``)."""
+    """The whole shared 300W subset prepared once per session (``jasrbench prepare 300w``), or ``$JASRBENCH_TEST_PREPARED``'s."""
     from jasrbench.data.prepare import prepare
 
+    if os.environ.get(PREPARED_ENV):
+        from jasrbench.files import read_json
+
+        out = Path(os.environ[PREPARED_ENV]) / "300w"
+        if not (out / "summary.json").is_file():
+            pytest.fail(f"{PREPARED_ENV}={os.environ[PREPARED_ENV]}: no 300w/summary.json there (run `jasrbench prepare 300w`)")
+        return SimpleNamespace(out=out, summary=read_json(out / "summary.json"), seconds=0.0)
     out = tmp_path_factory.mktemp("prepared") / "300w"
     start = time.perf_counter()
     summary = prepare("300w", w300_root, out)
