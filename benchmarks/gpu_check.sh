@@ -157,11 +157,8 @@ T6=$(left 6)
 within 6 "training plan" "$PY" - "$OUT" "$WORK" "$PREPARED" "$T6" "$DEV" <<'EOF' || true
 import json, math, sys
 from pathlib import Path
-try:  # the module layout before and after the params/profiles split
-    from jasrbench.params import load_profile
-    from jasrbench.profiles import write_params
-except ImportError:
-    from jasrbench.config import load_profile, write_params
+from jasrbench.params import load_profile
+from jasrbench.profiles import write_params
 from jasrbench.data.split import load_split
 from jasrbench.paths import REPO_ROOT
 out, work, prepared, seconds, dev = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3], float(sys.argv[4]), sys.argv[5]

@@ -27,7 +27,7 @@ from .data import degrade, protocols
 from .errors import ConfigError, DataError
 from .files import atomic_path
 
-PRECISIONS = ("auto", "fp32", "bf16")
+from .recipe import PRECISIONS  # the schema is torch-free
 CHECKPOINT_FORMAT = "jasrbench-checkpoint"
 CHECKPOINT_VERSION = 1
 _NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
@@ -66,8 +66,9 @@ def cpu_capability() -> str:
     return "+".join([cap, *native])
 
 
-def cpu_has_native_bf16() -> bool:
-    flags = cpu_flags()
+def cpu_has_native_bf16(flags: frozenset[str] | None = None) -> bool:
+    """Whether the CPU runs bf16 natively (AMX or AVX512-BF16), from ``flags`` (default: /proc/cpuinfo's)."""
+    flags = cpu_flags() if flags is None else flags
     if flags:
         return any(f in flags for f in _NATIVE_BF16_FLAGS)
     # No readable flags (not Linux): trust torch only where it dispatches AVX512 kernels *and*
@@ -76,15 +77,16 @@ def cpu_has_native_bf16() -> bool:
             and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported()))
 
 
-def resolve_precision(name: str, dev: torch.device) -> str:
-    """``auto|fp32|bf16`` → ``fp32`` or ``bf16`` for ``dev`` (see the module docstring)."""
+def resolve_precision(name: str, dev: torch.device, flags: frozenset[str] | None = None) -> str:
+    """``auto|fp32|bf16`` → ``fp32`` or ``bf16`` for ``dev`` (see the module docstring); ``flags``: the CPU's
+    feature flags (default: this machine's)."""
     if name not in PRECISIONS:
         raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {name!r}")
     if name != "auto":
         return name
     if dev.type == "cuda":
         return "bf16"
-    if dev.type == "cpu" and cpu_has_native_bf16():
+    if dev.type == "cpu" and cpu_has_native_bf16(flags):
         return "bf16"
     return "fp32"
 

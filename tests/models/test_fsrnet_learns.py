@@ -8,7 +8,7 @@ from jasrbench.batcher import Batcher
 from jasrbench.data.augment import AugmentConfig
 from jasrbench.data.split import load_split
 from jasrbench.models import build
-from jasrbench.recipe import carve_validation
+from jasrbench.holdout import carve_validation
 from jasrbench.scoring import validation_metrics
 from model_helpers import SMALL
 

@@ -62,7 +62,7 @@ def test_training_stage_fits_the_floor_and_evaluation_scores_it(prepared_300w, t
 
     data = load_split(prepared_300w.out / "train.npz")
     model, _ = model_from_checkpoint(tmp_path / "ckpt" / "model.pt")
-    from jasrbench.recipe import carve_validation
+    from jasrbench.holdout import carve_validation
     train_idx, _ = carve_validation(len(data), 0, 16, None)
     vis = data.visible[train_idx]
     expected = np.where(vis[..., None], data.landmarks[train_idx], 0).sum(0) / vis.sum(0)[:, None]

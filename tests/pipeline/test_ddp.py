@@ -26,7 +26,7 @@ from jasrbench.batcher import Batcher
 from jasrbench.data.augment import AugmentConfig
 from jasrbench.data.split import load_split
 from jasrbench.errors import ConfigError
-from jasrbench.recipe import carve_validation
+from jasrbench.holdout import carve_validation
 
 
 def test_python_m_jasrbench_runs_the_cli():

@@ -195,6 +195,50 @@ def test_changing_one_models_params_retrains_only_that_model(smoke):
         params_file.write_text(original)
 
 
+def _train_code_digest(smoke, arch: str) -> dict[str, str]:
+    """The code part of ``arch``'s train fingerprint, over the smoke tree's files."""
+    from jasrbench import deps
+    from jasrbench.fingerprint import TRAIN_ENTRY
+
+    return deps.code_digest(deps.stage_code(TRAIN_ENTRY, arch), root=smoke.repo)
+
+
+def _stale_after(smoke, edits: dict[str, tuple[str, str]], during=lambda: None):
+    """(the stages ``dvc status`` lists, ``during()``) with text replaced in files of the smoke tree (restored)."""
+    originals = {name: (smoke.repo / name).read_text() for name in edits}
+    try:
+        for name, (old, new) in edits.items():
+            assert old in originals[name], (name, old)
+            (smoke.repo / name).write_text(originals[name].replace(old, new, 1))
+        status = _run(["dvc", "status", "--json"], smoke.env, smoke.repo)
+        assert status.returncode == 0, status.stderr
+        return set(json.loads(status.stdout)), during()
+    finally:
+        for name, text in originals.items():
+            (smoke.repo / name).write_text(text)
+
+
+def test_a_paper_label_or_figure_setting_retrains_nothing(smoke):
+    # A caption edit under the paper profile once made every train stage stale (29 models, ~10 GPU-hours).
+    before = {arch: _train_code_digest(smoke, arch) for arch in ("edsr", "jasrnet", "superfan")}
+    stale, during = _stale_after(smoke, {"jasrbench/report/paper.py": ('Row("Bicubic"', 'Row("Bicubic (edited)"'),
+                                         "jasrbench/report/figures.py": ("FIG_WIDTH = 7.0", "FIG_WIDTH = 7.5")},
+                                 lambda: {arch: _train_code_digest(smoke, arch) for arch in before})
+    assert stale == {"collect", "report"}, stale
+    assert during == before  # each train stage's fingerprint is unchanged: nothing would be retrained
+
+
+def test_editing_one_model_file_reruns_exactly_its_stages(smoke):
+    before = _train_code_digest(smoke, "edsr")
+    stale, during = _stale_after(smoke, {"jasrbench/models/edsr.py": ('"""', '"""An edited docstring. ')},
+                                 lambda: _train_code_digest(smoke, "edsr"))
+    assert during != before  # the run's fingerprint follows its model's file
+    assert {s for s in stale if s.startswith(("train@", "pretrain@"))} == {"train@edsr-300w"}, stale
+    evaluations = {s for s in stale if s.startswith("evaluate")}
+    assert evaluations and all("@edsr-" in s for s in evaluations), stale
+    assert stale - evaluations - {"train@edsr-300w"} == {"collect", "report"}, stale
+
+
 # Forced again: JASRNet's training (it retrains from scratch: a finished run is never resumed) and
 # everything downstream of it (its evaluations, collect, report), and the untrained Bicubic rows. The
 # other models run the same code; tests/metrics/test_batch_independence.py and the thread-count tests

@@ -16,7 +16,8 @@ from thread_probe import conv_weight_grad_follows_threads
 
 from jasrbench import train as train_mod
 from jasrbench.errors import ConfigError
-from jasrbench import recipe, runtime
+from jasrbench import holdout, runtime
+from jasrbench.data.split import load_split
 from jasrbench.runtime import load_checkpoint, model_from_checkpoint
 from jasrbench.train import TrainingDiverged, train
 
@@ -74,12 +75,24 @@ def test_training_outputs_and_determinism(prepared_root, tmp_path, monkeypatch):
 
 
 def test_validation_faces_are_carved_from_training_data_never_test(prepared_root):
-    train_idx, val_idx = recipe.carve_validation(1675, seed=0, val_faces=100, max_faces=None)
+    # What a run really validates on: faces of the prepared training split, none of them a test face and
+    # none of them in a training batch.
+    from jasrbench.training_setup import setup
+
+    s = setup("jasrnet", "300w", tiny_params(prepared_root, epochs=1), prepared=prepared_root, device="cpu")
+    train_names = set(s.data.names[s.train_idx].tolist())
+    val_names = set(s.val.names.tolist())
+    assert val_names and not val_names & train_names
+    assert val_names <= set(load_split(prepared_root / "300w" / "train.npz").names.tolist())
+    for test_split in (prepared_root / "300w").glob("*.npz"):
+        if test_split.stem != "train":
+            assert not val_names & set(load_split(test_split).names.tolist()), test_split
+    train_idx, val_idx = holdout.carve_validation(1675, seed=0, val_faces=100, max_faces=None)
     assert len(set(train_idx) & set(val_idx)) == 0 and len(train_idx) + len(val_idx) == 1675
-    again = recipe.carve_validation(1675, seed=0, val_faces=100, max_faces=None)
+    again = holdout.carve_validation(1675, seed=0, val_faces=100, max_faces=None)
     assert (again[1] == val_idx).all()
     with pytest.raises(ConfigError, match="val_faces"):
-        recipe.carve_validation(10, seed=0, val_faces=10, max_faces=None)
+        holdout.carve_validation(10, seed=0, val_faces=10, max_faces=None)
 
 
 def _cli(params_file, out, results, *extra):
