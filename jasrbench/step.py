@@ -110,13 +110,21 @@ class CompiledLoss:
         try:
             losses = self.compiled(batch)
         except Exception as exc:  # noqa: BLE001 - any compiler failure: train eagerly, say why
-            reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:300]
+            reason = _root_cause(exc)
             log.warning("torch.compile failed on the first step (%s): training eagerly", reason)
             self.status = f"failed → eager ({reason})"
             self.compiled = self.eager
             return self.eager(batch)
         self._proven = True
         return losses
+
+
+def _root_cause(exc: BaseException) -> str:
+    """``Type: first line`` of the innermost cause (Dynamo wraps a backend's error in BackendCompilerFailed)."""
+    while (inner := getattr(exc, "inner_exception", None) or exc.__cause__) is not None:
+        exc = inner
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}"[:300]
 
 
 def loss_function(model: FaceModel, dev: torch.device, precision: str, compile: bool = False,

@@ -232,6 +232,7 @@ class _Run:
         bar = tqdm(total=self.steps_per_epoch, initial=ts.step, desc=f"{s.model_name} epoch {epoch + 1}/{cfg.epochs}",
                    leave=False, dynamic_ncols=True, mininterval=2, disable=not self.main)
         while ts.step < self.steps_per_epoch:
+            self.model.set_training_step(epoch * self.steps_per_epoch + ts.step)
             batch = self.batcher.batch(epoch, ts.step)
             losses = self.loss_fn(batch)
             self.optimizer.zero_grad(set_to_none=True)

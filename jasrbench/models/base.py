@@ -75,6 +75,10 @@ class FaceModel(nn.Module):
         """Bicubic ×scale of the LR input by the model's protocol (no gradient needed through it)."""
         return degrade.upsample(lr, self.scale, protocol=self.protocol)
 
+    def set_training_step(self, step: int) -> None:
+        """Called by ``train`` before optimizer step ``step`` (0-based over the whole run): a model whose
+        recipe changes with the step (DIC freezes its landmark network for its first steps) acts here."""
+
     def set_protocol(self, protocol: str) -> FaceModel:
         """Use ``protocol``'s bicubic upsampling (checked by name); returns the model."""
         self.protocol = protocols.get(protocol).name

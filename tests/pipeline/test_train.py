@@ -14,9 +14,8 @@ import torch
 from pipeline_helpers import cli_env, tiny_params, write_params
 from thread_probe import conv_weight_grad_follows_threads
 
-from jasrbench import train as train_mod
 from jasrbench.errors import ConfigError
-from jasrbench import holdout, runtime
+from jasrbench import fingerprint, holdout, runtime
 from jasrbench.data.split import load_split
 from jasrbench.runtime import load_checkpoint, model_from_checkpoint
 from jasrbench.train import TrainingDiverged, train
@@ -165,20 +164,22 @@ def test_resume_decision_refuses_finished_or_foreign_states(tmp_path, caplog):
     base = {"format": runtime.CHECKPOINT_FORMAT, "version": runtime.CHECKPOINT_VERSION, "kind": "resume",
             "optimizer": {}, "fingerprint": fp, "epoch": 1, "step": 3, "finished": False}
     runtime.save_checkpoint(last, base)
-    assert train_mod.resume_decision(last, fp, epochs=2, resume=True)["step"] == 3
-    assert train_mod.resume_decision(last, fp, epochs=2, resume=False) is None
+    assert fingerprint.resume_decision(last, fp, epochs=2, resume=True)["step"] == 3
+    assert fingerprint.resume_decision(last, fp, epochs=2, resume=False) is None
     runtime.save_checkpoint(last, {**base, "epoch": 2, "step": 0, "finished": True})
-    assert train_mod.resume_decision(last, fp, epochs=2, resume=True) is None
+    assert fingerprint.resume_decision(last, fp, epochs=2, resume=True) is None
     changed = {**fp, "code": {"jasrbench/models/edsr.py": "2"}, "id": "y"}
     runtime.save_checkpoint(last, base)
     with caplog.at_level("WARNING"):
-        assert train_mod.resume_decision(last, changed, epochs=2, resume=True) is None
+        assert fingerprint.resume_decision(last, changed, epochs=2, resume=True) is None
     assert "its code (jasrbench/models/edsr.py) differs" in caplog.text
 
 
 def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_good_checkpoint(prepared_root, tmp_path, monkeypatch):
     """The loss turns NaN in the second epoch: the run stops, naming model, epoch and step; epoch 1 survives."""
-    real_build = train_mod.build
+    from jasrbench import training_setup
+
+    real_build = training_setup.build
     calls = {"n": 0}
 
     def build_poisoned(name, **kw):
@@ -195,7 +196,7 @@ def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_good_checkpoint(
         model.loss = loss
         return model
 
-    monkeypatch.setattr(train_mod, "build", build_poisoned)
+    monkeypatch.setattr(training_setup, "build", build_poisoned)
     out = tmp_path / "ckpt"
     with pytest.raises(TrainingDiverged, match=r"jasrnet_jt: loss became nan at epoch 2, step 3") as err:
         train("jasrnet_jt", "300w", tiny_params(prepared_root, epochs=3), out, tmp_path / "res")
@@ -212,5 +213,5 @@ def test_untrainable_model_and_bad_train_config_are_named_errors(prepared_root, 
     params["models"]["bicubic"] = {"tables": [1]}
     with pytest.raises(ConfigError, match="no weights to train"):
         train("bicubic", "300w", params, tmp_path)
-    with pytest.raises(ConfigError, match="unknown keys.*learning_rate"):
+    with pytest.raises(ConfigError, match="train.learning_rate: unknown key; known: "):
         train("jasrnet", "300w", tiny_params(prepared_root, learning_rate=1.0), tmp_path)
