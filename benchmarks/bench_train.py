@@ -5,7 +5,7 @@ on the device as uint8, batches indexed, augmented (scale, rotation, flip with
 landmarks) and degraded there (:class:`jasrbench.batcher.Batcher`), forward at the
 precision ``auto`` resolves to and in the memory layout that follows it
 (channels_last on CUDA and native-bf16 CPUs, NCHW otherwise; :mod:`jasrbench.runtime`),
-``torch.compile`` as ``train.compile: auto`` decides (:mod:`jasrbench.step`), fixed-order
+``torch.compile`` as ``JASRBENCH_COMPILE=auto`` decides (:func:`jasrbench.step.compile_decision`), fixed-order
 conv-bias/PReLU gradients if ``JASRBENCH_FIXED_ORDER_GRADS`` asks for them,
 fused Adam on CUDA, no host synchronization inside a step.
 

@@ -10,7 +10,7 @@ DVC's metrics file for the profile and the input of the report and the regressio
      "stand_in": {"lfw": "…"}}
 
 ``runs`` keeps every evaluation (model × training dataset × split); ``models``, which the tables
-and the gate read, keeps one run per model and split (:func:`jasrbench.config.table_run_dataset`).
+and the gate read, keeps one run per model and split (:func:`jasrbench.dag.table_run_dataset`).
 """
 
 from __future__ import annotations

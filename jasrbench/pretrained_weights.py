@@ -1,7 +1,7 @@
 """Pretrained landmark networks of joint models: where a profile's pretraining puts them and how they load.
 
 Kept apart from :mod:`jasrbench.pretrain` (the stage that trains them) so that the
-profile code (:mod:`jasrbench.config`), the training loop and the models can name
+profile code (:mod:`jasrbench.dag`), the training loop and the models can name
 and load the files without importing the training machinery.
 """
 

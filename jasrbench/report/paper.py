@@ -25,6 +25,8 @@ class Row:
     reference: bool = False
     # A floor row (the no-learning mean shape): shown and tested like a model, never ranked.
     floor: bool = False
+    # A row that is not in the paper (a later method retrained here): why, shown as its cells' paper note.
+    not_in_paper: str | None = None
 
     def models_for(self, metric: str) -> tuple[str, ...]:
         """Candidate models of the cell of ``metric`` (NME of Table 4's BL rows comes from the alignment model)."""
@@ -135,20 +137,22 @@ TABLES: tuple[PaperTable, ...] = (
     PaperTable(1, "table1", "PSNR (dB) and SSIM of ×8 super-resolution (16×16 → 128×128) on 300W and HELEN",
                TABLE1, (_psnr("300w_psnr", "300W PSNR", _300W), _ssim("300w_ssim", "300W SSIM", _300W),
                         _psnr("helen_psnr", "HELEN PSNR", ("helen/test",)),
-                        _ssim("helen_ssim", "HELEN SSIM", ("helen/test",)))),
+                        _ssim("helen_ssim", "HELEN SSIM", ("helen/test",))),
+               optional_rows=(DIC_ROW,)),
     PaperTable(2, "table2", "NME (%) of landmarks localized from 16×16 faces: 300W (inter-ocular) and AFLW (face box)",
                TABLE2, (_nme("common", "300W common", ("300w/common",)),
                         _nme("challenge", "300W challenge", ("300w/challenge",)),
                         _nme("full", "300W full", ("300w/full",)),
                         _nme("aflw", "AFLW", ("aflw/test",))),
-               optional_rows=(TABLE2_64, TABLE2_FLOOR)),
+               optional_rows=(TABLE2_64, DIC_ROW, TABLE2_FLOOR)),
     PaperTable(3, "table3", "Face verification on LFW from super-resolved 16×16 faces: accuracy (%), PSNR (dB), "
                "SSIM and parameters (M = 1024²)",
                TABLE3, (Column("acc", "ACC (%)", "acc", ("lfw/test",), True, 2),
                         _psnr("psnr", "PSNR face box", ("lfw/test",)), _ssim("ssim", "SSIM face box", ("lfw/test",)),
                         Column("psnr_b8", "PSNR image-8px", "psnr_border8", ("lfw/test",), True, 2),
                         Column("ssim_b8", "SSIM image-8px", "ssim_border8", ("lfw/test",), True, 3),
-                        _params())),
+                        _params()),
+               optional_rows=(DIC_ROW,)),
     PaperTable(4, "table4", "Ablations on 300W: PSNR (dB) and NME (%); BL and BL_F take PSNR from the SR-only "
                "model and NME from the alignment-only model",
                TABLE4, (_psnr("psnr", "PSNR", _300W), _nme("nme", "NME", _300W))),
@@ -156,6 +160,14 @@ TABLES: tuple[PaperTable, ...] = (
                "16 or 32 shared blocks; PSNR (dB), NME (%), parameters (M = 1024²)",
                TABLE5, (_psnr("psnr", "PSNR", _300W), _nme("nme", "NME", _300W), _params())),
 )
+
+# DIC (Ma et al., CVPR 2020): a joint baseline published after the paper, retrained here under this protocol
+# (jasrbench/models/dic.py); shown in Tables 1–3 when a profile trains it, ranked like any model.
+DIC_NOTE = ("not in the paper: DIC (Ma et al., CVPR 2020), retrained here under this protocol; its own paper "
+            "reports CelebA ×8, PSNR/SSIM on Y over the whole crop minus 8 px and NME normalized by the distance "
+            "between points 37 and 46 (here: the protocol and normalizers of this table); DICGAN is left out "
+            "(its LightCNN identity weights cannot be obtained)")
+DIC_ROW = Row("DIC", ("dic",), {}, not_in_paper=DIC_NOTE)
 
 # Notes under the tables: what differs from the authors' protocol (issue 11).
 SELECTION_NOTE = ("Model selection: the authors kept the epoch with the best PSNR on the test set; we keep the "

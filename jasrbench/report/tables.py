@@ -159,8 +159,8 @@ def fill_cell(results: Results, row: paper.Row, column: paper.Column, split: str
     cell = Cell(row.label, column.key, split=split, metric=row.metric_override.get(column.metric, column.metric),
                 paper=row.reported.get(column.key), ranked=not (row.reference or row.floor))
     if cell.paper is None:
-        cell.paper_note = ("not in the paper: the no-learning floor of this benchmark" if row.floor
-                           else "not reported in the paper")
+        cell.paper_note = (row.not_in_paper or ("not in the paper: the no-learning floor of this benchmark"
+                                                if row.floor else "not reported in the paper"))
     candidates = row.models_for(column.metric)
     model = next((m for m in candidates if results.has_model(m)), None)
     if model is None:
