@@ -34,7 +34,7 @@ from tqdm import tqdm
 
 from ..errors import DataError
 from ..files import atomic_write_json, read_json
-from . import crop, degrade, protocols
+from . import crop, degrade, degradations, protocols
 from .images import load_rgb
 from .landmarks import landmark_box
 from .records import BadInput, DatasetPlan, FaceRecord
@@ -207,11 +207,12 @@ def crop_all(records: list[FaceRecord], bad: BadInput, *, policy: str, box_rule=
     return results
 
 
-def make_lr_batch(hr: np.ndarray, protocol: str | protocols.Protocol | None = None) -> np.ndarray:
-    """N×128×128×3 uint8 → N×16×16×3 uint8, :func:`degrade.make_lr` in chunks."""
-    out = [degrade.to_uint8(degrade.make_lr(degrade.to_tensor(hr[i : i + LR_CHUNK]), protocol=protocol))
-           for i in range(0, len(hr), LR_CHUNK)]
-    return np.concatenate(out) if out else np.zeros((0, degrade.LR_SIZE, degrade.LR_SIZE, 3), np.uint8)
+def make_lr_batch(hr: np.ndarray, protocol: str | protocols.Protocol | None = None, names=None) -> np.ndarray:
+    """N×128×128×3 uint8 → N×16×16×3 uint8, :func:`degrade.make_lr` in chunks; a robustness protocol's
+    per-face draw comes from ``names`` (:func:`.degradations.lr_uint8`, the code path training uses)."""
+    if len(hr) == 0:
+        return np.zeros((0, degrade.LR_SIZE, degrade.LR_SIZE, 3), np.uint8)
+    return degradations.lr_uint8(hr, protocol, names, chunk=LR_CHUNK)
 
 
 # ---------------------------------------------------------------- writing
@@ -241,8 +242,11 @@ def _swap_in(tmp: Path, out: Path) -> None:
 
 
 def _protocol_info(p: protocols.Protocol) -> dict[str, Any]:
-    return {"protocol": p.name, "margin": p.margin, "degradation": f"{p.kernel} x8, quantized to 8 bits",
+    info = {"protocol": p.name, "margin": p.margin, "degradation": f"{p.kernel} x8, quantized to 8 bits",
             "jpeg_quality": p.jpeg_quality}
+    if isinstance(p, degradations.Degraded):  # the robustness track's blur/noise/JPEG (issue 26)
+        info["degradations"] = p.parameters()
+    return info
 
 
 def _metadata(plan: DatasetPlan, split: str, crop_rule: str, with_context: bool,
@@ -277,7 +281,7 @@ def build_split(plan: DatasetPlan, split: str, records: list[FaceRecord], crops:
     k = plan.num_points
     result = PreparedSplit(
         hr=hr,
-        lr=make_lr_batch(hr, protocol),
+        lr=make_lr_batch(hr, protocol, [r.name for r in kept]),
         landmarks=np.stack([f.points for f in faces]).reshape(len(faces), k, 2).astype(np.float32),
         visible=np.stack([f.visible for f in faces]).reshape(len(faces), k).astype(bool),
         boxes=np.stack([f.box for f in faces]).astype(np.float32),
@@ -437,8 +441,10 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pairs", help="LFW-layout pairs file (default: RAW/pairs.txt)")
     parser.add_argument("--workers", type=int, default=None, help="decoding threads (default: min(4, CPUs))")
     parser.add_argument("--protocol", choices=sorted(protocols.PROTOCOLS), default=None,
-                        help="degradation protocol: paper (the authors' crop and LR, calibrated) or clean "
-                             "(margin 1.3, antialiased); default: params.yaml's data.protocol, else paper")
+                        help="degradation protocol: paper (the authors' crop and LR, calibrated), clean "
+                             "(margin 1.3, antialiased), or paper + seeded per-face camera degradations "
+                             "(blur1-4, noise2-20, jpeg90-30, mixed; README); default: params.yaml's "
+                             "data.protocol, else paper")
 
 
 def default_protocol(params_file: str | Path = "params.yaml") -> str:

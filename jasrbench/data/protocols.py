@@ -10,6 +10,10 @@ upsampling are made. One code path; a protocol changes only numbers and kernels.
 
 Either may JPEG the LR (``jpeg_quality``; off in both). Split files record their protocol, and
 mixing protocols between a model and a split is an error naming both (:func:`require_same`).
+
+The robustness track's protocols (``blur1``…``blur4``, ``noise2``…``noise20``, ``jpeg90``…``jpeg30``,
+``mixed``: the paper protocol plus seeded per-face blur, noise and JPEG) live in :mod:`.degradations`,
+which registers them in :data:`PROTOCOLS`; their LR is made by :func:`.degradations.degrade_lr`.
 """
 
 from __future__ import annotations
@@ -65,7 +69,8 @@ def get(protocol: str | Protocol | None) -> Protocol:
     try:
         return PROTOCOLS[name]
     except KeyError:
-        raise ConfigError(f"unknown protocol {name!r}; choose one of {', '.join(PROTOCOLS)}") from None
+        hint = _degradations.unknown_hint(name)
+        raise ConfigError(f"unknown protocol {name!r}{hint}; choose one of {', '.join(PROTOCOLS)}") from None
 
 
 def require_same(split_protocol: str, split_where: str, other_protocol: str, other_what: str) -> None:
@@ -76,3 +81,7 @@ def require_same(split_protocol: str, split_where: str, other_protocol: str, oth
             f"uses protocol {other_protocol!r}; prepare the data again with `--protocol {other_protocol}` "
             f"or use a {split_protocol!r} profile/model"
         )
+
+
+# The robustness protocols (issue 26) register themselves in PROTOCOLS; imported last, as it imports this module.
+from . import degradations as _degradations  # noqa: E402
