@@ -89,6 +89,8 @@ class Degraded(Protocol):
     the faces' draws come from (protocols sharing it share the draws).
     """
 
+    per_face = True
+
     blur: tuple[float, float] | None = None  # Gaussian σ on the HR, HR pixels
     noise: tuple[float, float] | None = None  # Gaussian σ on the float LR, 8-bit levels (σ/255)
     jpeg: tuple[int, int] | None = None  # JPEG quality of the 8-bit LR

@@ -66,6 +66,9 @@ def jpeg(x: torch.Tensor, quality: int) -> torch.Tensor:
 def make_lr(hr: torch.Tensor, scale: int = SCALE, protocol: str | protocols.Protocol | None = None) -> torch.Tensor:
     """HR batch in [0, 1] → LR batch (H/scale × W/scale), 8-bit, by ``protocol``'s kernel (default ``paper``)."""
     p = protocols.get(protocol)
+    if p.per_face:  # a silent plain-cubic LR would mislabel every result made from it
+        raise ValueError(f"protocol {p.name!r} degrades each face by its own seeded draw: make its LR with "
+                         "jasrbench.data.degradations.degrade_lr (or lr_uint8), which take the face names")
     h, w = hr.shape[-2:]
     if h % scale or w % scale:
         raise ValueError(f"HR size {h}×{w} is not divisible by the scale {scale}")

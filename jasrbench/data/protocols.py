@@ -36,6 +36,9 @@ class Protocol:
     margin: float  # crop side = margin × the face box's longer side
     antialias: bool  # True: antialiased bicubic a=-0.5 (clean); False: non-antialiased cubic a=-0.75 (paper)
     jpeg_quality: int | None = None  # JPEG-compress the 8-bit LR at this quality (None: no JPEG)
+    # True for the camera degradations (jasrbench.data.degradations): their LR depends on the face (its
+    # seeded draw), so only degradations.degrade_lr / lr_uint8 make it, never degrade.make_lr.
+    per_face = False
 
     @property
     def kernel(self) -> str:

@@ -407,3 +407,17 @@ def test_bad_names_are_config_errors(tmp_path, w300_root):
         D.lr_uint8(np.zeros((2, 128, 128, 3), np.uint8), "mixed")
     with pytest.raises(ValueError, match="1 face names for 2 faces"):
         D.lr_uint8(np.zeros((2, 128, 128, 3), np.uint8), "noise5", ["a"])
+
+
+def test_make_lr_refuses_a_per_face_protocol_instead_of_a_silent_plain_lr():
+    # split.lr_at, enhance and calibrate call degrade.make_lr: given a camera protocol they would return the
+    # plain cubic LR under that protocol's name; the error names the function that makes its LR.
+    import torch
+
+    from jasrbench.data import degrade
+
+    hr = torch.rand(1, 3, 128, 128)
+    for name in ("blur2", "noise5", "jpeg50", "mixed"):
+        with pytest.raises(ValueError, match=f"protocol '{name}' degrades each face.*degrade_lr"):
+            degrade.make_lr(hr, 8, protocol=name)
+    assert degrade.make_lr(hr, 8, protocol="paper").shape == (1, 3, 16, 16)
