@@ -54,6 +54,47 @@ def _data_section(report: Report, params: dict[str, Any] | None) -> list[str]:
     return lines + [""]
 
 
+def measured_causes(results_root: Path, models: list[str]) -> list[str]:
+    """Why a flagged model did not learn, where it was measured: its code run beside its authors'
+    (``results/fidelity/<model>.json``, ``benchmarks/fidelity_<model>.py``) and its validation curve here."""
+    from ..files import read_json
+
+    lines = []
+    for model in models:
+        path = results_root.parent / "fidelity" / f"{model}.json"
+        if not path.is_file():
+            continue
+        fid = read_json(path)
+        one, training = fid.get("one_batch", {}), fid.get("training")
+        if not training:
+            continue
+        equal = (all(one.get(k, {}).get("within_goal") for k in ("forward", "gradients"))
+                 and training["loss_max_rel_over_steps"] <= fid.get("goal_rel", 1e-5) * 100)
+        where = f"[`fidelity/{model}.json`](../fidelity/{model}.json)"
+        if not equal:
+            lines.append(f"- `{model}`: its run beside the authors' code differs beyond float rounding ({where}): "
+                         "the flag may be a defect of this implementation.")
+            continue
+        curve = ""
+        histories = sorted(results_root.glob(f"train/{model}-*/history.csv"))
+        if histories:
+            import pandas as pd
+
+            psnr = pd.read_csv(histories[0])["val_psnr"].dropna()
+            if len(psnr) > 1:
+                trend = ("still rising at the last epoch" if psnr.iloc[-1] >= psnr.max() - 1e-9
+                         else f"best at epoch {int(psnr.idxmax()) + 1}")
+                curve = (f" Here its validation PSNR went from {psnr.iloc[0]:.2f} to {psnr.iloc[-1]:.2f} dB over "
+                         f"{len(psnr)} epochs, {trend}.")
+        lines.append(
+            f"- `{model}`: **a training-budget effect, not a defect.** Its code equals the authors' ({where}): "
+            f"same weights give the same outputs and gradients (max relative difference "
+            f"{max(one['forward']['max_rel'], one['gradients']['max_rel']):.1g}), and over {training['steps']} "
+            f"equal-budget steps on the same batches the loss curves agree to {training['loss_max_rel_over_steps']:.1g} "
+            f"relative and validation PSNR to {training['val_psnr_max_abs_over_evals']:.1g} dB." + curve)
+    return ["Measured causes:", "", *lines, ""] if lines else []
+
+
 def _health_section(report: Report) -> list[str]:
     """Which models learned nothing in this profile: PSNR below bicubic's, NME not below the mean-shape floor."""
     results = report.results
@@ -72,6 +113,7 @@ def _health_section(report: Report) -> list[str]:
             lines.append(f"| `{f['model']}` | `{f['split']}` | {f['metric'].upper()} | {f['value']:.2f} | "
                          f"{f['reference']:.2f} (`{f['reference_model']}`): {HEALTH_LABEL} |")
         lines.append("")
+        lines += measured_causes(results.root, sorted({f["model"] for f in flagged}))
     else:
         lines += ["Every checked value beats its no-learning reference.", ""]
     return lines

@@ -1,0 +1,43 @@
+"""The training-health note names a measured cause where one was measured (issue 24): a flagged model whose
+code was run beside its authors' (results/fidelity/<model>.json) is a budget effect when the two agree, and
+a possible defect when they do not; its validation curve in the profile says whether it was still rising."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+
+from jasrbench.report.readme import measured_causes
+
+
+def _tree(tmp_path, *, loss_rel: float, training: bool = True, psnr=(13.2, 18.0, 21.5)):
+    results = tmp_path / "results" / "cpu"
+    (results / "train" / "jasrnet-300w").mkdir(parents=True)
+    pd.DataFrame({"epoch": range(1, len(psnr) + 1), "val_psnr": psnr}).to_csv(
+        results / "train" / "jasrnet-300w" / "history.csv", index=False)
+    fidelity = {"goal_rel": 1e-5,
+                "one_batch": {"forward": {"max_rel": 0.0, "within_goal": True},
+                              "gradients": {"max_rel": 2e-7, "within_goal": True}}}
+    if training:
+        fidelity["training"] = {"steps": 200, "loss_max_rel_over_steps": loss_rel, "val_psnr_max_abs_over_evals": 1e-4}
+    (tmp_path / "results" / "fidelity").mkdir()
+    (tmp_path / "results" / "fidelity" / "jasrnet.json").write_text(json.dumps(fidelity))
+    return results
+
+
+def test_agreement_with_the_authors_code_makes_the_flag_a_budget_effect(tmp_path):
+    lines = measured_causes(_tree(tmp_path, loss_rel=1.3e-7), ["jasrnet", "edsr"])
+    text = "\n".join(lines)
+    assert "`jasrnet`: **a training-budget effect, not a defect.**" in text
+    assert "over 200 equal-budget steps" in text and "fidelity/jasrnet.json" in text
+    assert "from 13.20 to 21.50 dB over 3 epochs, still rising at the last epoch" in text
+    assert "`edsr`" not in text  # no fidelity measurement: no cause claimed
+
+
+def test_a_disagreement_or_no_training_run_claims_no_budget_effect(tmp_path):
+    text = "\n".join(measured_causes(_tree(tmp_path / "a", loss_rel=0.2), ["jasrnet"]))
+    assert "may be a defect" in text and "budget effect" not in text
+    assert measured_causes(_tree(tmp_path / "b", loss_rel=1e-7, training=False), ["jasrnet"]) == []
+    peaked = "\n".join(measured_causes(_tree(tmp_path / "c", loss_rel=1e-7, psnr=(13.0, 21.6, 21.4)), ["jasrnet"]))
+    assert "best at epoch 2" in peaked
