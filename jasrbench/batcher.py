@@ -28,7 +28,8 @@ class Batcher:
 
     def __init__(self, data: PreparedSplit, train_idx: np.ndarray, augment: AugmentConfig,
                  mirror: torch.Tensor | None, dev: torch.device, *, seed: int, batch_size: int,
-                 copies_per_epoch: float, scale: int = degrade.SCALE, rank: int = 0, world_size: int = 1):
+                 copies_per_epoch: float, scale: int = degrade.SCALE, rank: int = 0, world_size: int = 1,
+                 degradation: str | None = None):
         if data.context is None:
             raise ValueError("the split has no context crops")
         self.augment, self.dev, self.seed, self.protocol = augment, dev, seed, data.protocol
@@ -41,7 +42,11 @@ class Batcher:
         self.visible = self._to_device(torch.from_numpy(data.visible))
         self.faces = torch.as_tensor(np.asarray(train_idx), dtype=torch.long)
         self.mirror = None if mirror is None else mirror.to(dev, torch.long)
-        self._epoch, self._order = None, None
+        # Training on a camera degradation: each face's draw is seeded by its name (jasrbench.data.degradations),
+        # so the names travel on the host, in the order's host copy (no device read).
+        self.degradation = degradation
+        self.names = np.asarray(data.names) if degradation else None
+        self._epoch, self._order, self._order_host = None, None, None
 
     def _to_device(self, t: torch.Tensor) -> torch.Tensor:
         # A plain (pageable) copy, on every device (issue 28): pinning the whole split first would leave
@@ -57,7 +62,8 @@ class Batcher:
         if self._epoch != epoch:
             perm = torch.cat([torch.randperm(self.num_faces, generator=generator(self.seed, epoch, c))
                               for c in range(math.ceil(self.copies))])
-            self._order, self._epoch = self._to_device(self.faces[perm]), epoch
+            self._order_host = self.faces[perm]
+            self._order, self._epoch = self._to_device(self._order_host), epoch
         return self._order
 
     def indices(self, epoch: int, step: int) -> torch.Tensor:
@@ -75,4 +81,15 @@ class Batcher:
         hr, pts, vis = augment_batch(context, self.points[idx], self.visible[idx], self.augment,
                                      generator(self.seed, epoch, step, 1), self.mirror)
         # The LR is made as the split's stored LR was (its protocol's kernel), so on-the-fly equals prepared.
-        return {"lr": degrade.make_lr(hr, self.scale, protocol=self.protocol), "hr": hr, "landmarks": pts, "visible": vis}
+        if self.degradation is None:
+            lr = degrade.make_lr(hr, self.scale, protocol=self.protocol)
+        else:
+            # Epoch 1 draws as a prepared degraded split does (an identity augmentation gives its LR bit for bit);
+            # later epochs draw afresh per face.
+            from .data.degradations import degrade_lr
+
+            self.order(epoch)
+            pos = (step * self.batch_size + np.arange(self.batch_size)) % len(self._order_host)
+            names = self.names[self._order_host.numpy()[pos]].tolist()
+            lr = degrade_lr(hr, self.degradation, names, scale=self.scale, salt=None if epoch == 0 else f"epoch{epoch}")
+        return {"lr": lr, "hr": hr, "landmarks": pts, "visible": vis}

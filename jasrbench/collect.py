@@ -32,22 +32,38 @@ def collect(params: dict[str, Any], root: str | Path = ".") -> dict[str, Any]:
     runs: dict[str, dict[str, Any]] = {}
     for section in ("evaluate", "evaluate_untrained"):
         for item in stages[section].values():
-            path = root / item["out"] / "summary.json"
-            summary = read_json(path)
-            entry: dict[str, Any] = {"available": bool(summary.get("available", False)), "params": summary.get("params"),
-                                     "trained_on": summary.get("trained_on")}
-            if not entry["available"]:
-                entry["reason"] = summary.get("reason", "unavailable")
-            for key, value in summary.get("metrics", {}).items():
-                if not all(math.isfinite(v) for v in _numbers(value)):
-                    raise DataError(path, f"metric {key} is not finite: {value}")
-                entry[key] = value
             run = runs.setdefault(item["run"], {"model": item["model"], "trained_on": _run_dataset(item),
                                                 "splits": {}})
-            run["splits"][item["split"]] = entry
+            run["splits"][item["split"]] = _entry(root / item["out"] / "summary.json")
+    # The robustness track: RUN → DEGRADATION → SPLIT, beside the clean values of "runs".
+    robustness: dict[str, dict[str, Any]] = {}
+    for section in ("robustness", "robustness_untrained"):
+        for item in stages[section].values():
+            run = robustness.setdefault(item["run"], {"model": item["model"], "trained_on": _run_dataset(item),
+                                                      "degradations": {}})
+            entry = _entry(root / item["out"] / "summary.json")
+            run["degradations"].setdefault(item["degradation"], {})[item["split"]] = entry
     stand_in = {name: d["stand_in"] for name, d in params["data"]["datasets"].items() if d.get("stand_in")}
     return {"profile": params["profile"], "runs": runs, "models": table_view(runs),
+            **({"robustness": robustness} if robustness else {}),
             **({"stand_in": stand_in} if stand_in else {})}
+
+
+def _entry(path: Path) -> dict[str, Any]:
+    """One evaluation's summary as metrics.json keeps it (a non-finite metric is an error naming the file)."""
+    summary = read_json(path)
+    entry: dict[str, Any] = {"available": bool(summary.get("available", False)), "params": summary.get("params"),
+                             "trained_on": summary.get("trained_on")}
+    if not entry["available"]:
+        entry["reason"] = summary.get("reason", "unavailable")
+    for key in ("trained_degradation",):
+        if summary.get(key):
+            entry[key] = summary[key]
+    for key, value in summary.get("metrics", {}).items():
+        if not all(math.isfinite(v) for v in _numbers(value)):
+            raise DataError(path, f"metric {key} is not finite: {value}")
+        entry[key] = value
+    return entry
 
 
 def _run_dataset(item: dict[str, Any]) -> str:

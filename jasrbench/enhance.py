@@ -29,7 +29,7 @@ from .data import crop, degrade, protocols
 from .data.images import IMAGE_SUFFIXES, load_rgb
 from .data.landmarks import write_pts
 from .errors import DataError, JasrbenchError
-from .files import atomic_path, atomic_write_json
+from .files import atomic_path, atomic_write_json, read_json
 from .runtime import load_model, predict, resolve_device
 
 log = logging.getLogger(__name__)
@@ -164,8 +164,14 @@ def enhance(target: str, inputs: list[str], out: str | Path, *, detect: bool = F
                 record["landmarks_source"] = sr_to_source(pts, face.mapping, model.scale).round(3).tolist()
             records.append(record)
     atomic_write_json(out / "enhance.json", {"model": ckpt["model"], "arch": ckpt["arch"], "detect": detect,
-                                             "faces": records, "skipped": skipped})
+                                             **trained_on(model, ckpt), "faces": records, "skipped": skipped})
     return records
+
+
+def trained_on(model, ckpt: dict) -> dict[str, str]:
+    """What the checkpoint learned from: its protocol (crop, kernel) and, if any, the camera degradation of its
+    training LR (``mixed``…); a practitioner's blurry or JPEG'd faces are served better by the latter."""
+    return {"protocol": model.protocol, "trained_degradation": ckpt.get("degradation") or "none (clean bicubic LR)"}
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
@@ -183,5 +189,7 @@ def run(args: argparse.Namespace) -> int:
                       skip_bad=args.skip_bad)
     if not records:
         raise JasrbenchError("no face was enhanced (see the warnings above)")
-    print(f"{len(records)} face(s) → {args.out}")
+    info = read_json(Path(args.out) / "enhance.json")
+    print(f"{len(records)} face(s) → {args.out} (model {info['model']}, trained under protocol {info['protocol']}, "
+          f"training degradation: {info['trained_degradation']})")
     return 0

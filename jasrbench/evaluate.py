@@ -126,6 +126,7 @@ def evaluate(
     hr_reference: bool = False,
     label: str | None = None,
     protocol: str | None = None,
+    degradation: str | None = None,
 ) -> dict[str, Any]:
     """Evaluate ``target`` on ``split_name``; writes and returns the summary.
 
@@ -149,13 +150,18 @@ def evaluate(
     model, ckpt = load_model(target, dev, protocol)
     if explicit and model.trainable and model.protocol != protocol:
         raise ConfigError(f"--protocol {protocol}: checkpoint {target} was trained under protocol {model.protocol!r}")
+    if degradation is not None:
+        check_degradation(degradation, model.scale)
     name = label or ckpt["model"]
     entry = params["models"].get(name) or {}
     head = {"model": name, "arch": ckpt["arch"], "split": split_name, "profile": params["profile"],
             "trained_on": ckpt.get("dataset"), "params": sum(p.numel() for p in model.parameters()),
             "protocol": model.protocol, "lr_size": degrade.HR_SIZE // model.scale,
             "runtime": runtime.describe(dev, precision, False),
-            **({"stand_in": stand_in} if stand_in else {})}
+            **({"stand_in": stand_in} if stand_in else {}),
+            # The robustness track: the camera degradation of the test LR, and the one the model trained on.
+            **({"degradation": degradation} if degradation else {}),
+            **({"trained_degradation": ckpt["degradation"]} if ckpt.get("degradation") else {})}
     if unavailable:
         summary = {**head, "available": False, "reason": unavailable, "metrics": {}}
         atomic_write_json(out_dir / "summary.json", summary)
@@ -169,6 +175,8 @@ def evaluate(
             else f"model {name!r} (the --protocol option, else profile {params['profile']!r}'s data.protocol)")
     protocols.require_same(full.protocol, str(split_path), model.protocol, what)
     split = select_faces(full, ev.get("max_faces"), seed, ev.get("pairs_per_fold"))
+    if degradation is not None:
+        split = degrade_split(split, degradation)
     scores = score_split(model, split, dev, rt.eval_batch_size, precision, variants=tuple(VARIANTS),
                          inter_pupil=True, keep_sr=split.pairs is not None)
     per_image: dict[str, np.ndarray] = scores.per_image
@@ -200,6 +208,27 @@ def evaluate(
     return summary
 
 
+def check_degradation(name: str, scale: int) -> None:
+    """A camera degradation of the robustness track (``jasrbench.data.degradations``), at the ×8 it is defined for."""
+    p = protocols.get(name)
+    if not p.per_face:
+        raise ConfigError(f"--degradation {name}: not a camera degradation; choose one of "
+                          f"{', '.join(sorted(n for n, q in protocols.PROTOCOLS.items() if q.per_face))}")
+    if scale != degrade.SCALE:
+        raise ConfigError(f"--degradation {name}: camera degradations are defined at ×{degrade.SCALE}, "
+                          f"the model reads ×{scale} LR")
+
+
+def degrade_split(split: PreparedSplit, name: str) -> PreparedSplit:
+    """The split with its LR made again from its HR by camera degradation ``name`` (each face's seeded draw,
+    the bytes ``prepare --protocol NAME`` writes for the same crops); the crop and HR stay the prepared ones."""
+    from dataclasses import replace
+
+    from .data.degradations import lr_uint8
+
+    return replace(split, lr=lr_uint8(split.hr, name, split.names), metadata={**split.metadata, "degradation": name})
+
+
 def _write_csv(path: Path, frame: pd.DataFrame) -> None:
     with atomic_path(path, suffix=".csv") as tmp:
         frame.to_csv(tmp, index=False, float_format="%.6g")
@@ -219,12 +248,15 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--protocol", choices=sorted(protocols.PROTOCOLS),
                         help="protocol of a model without weights (bicubic; default: the profile's data.protocol); "
                              "a checkpoint keeps the protocol it was trained under")
+    parser.add_argument("--degradation", help="robustness track: make the test LR by this camera degradation "
+                        "(blur2, noise5, jpeg50, mixed, …: jasrbench/data/degradations.py) from the prepared HR")
 
 
 def run(args: argparse.Namespace) -> int:
     params = paramsfile.load_profile(args.profile) if args.profile else paramsfile.load_params(args.params)
     summary = evaluate(args.target, args.split, args.out, params, prepared=args.prepared, device=args.device,
-                       hr_reference=args.hr_reference, label=args.label, protocol=args.protocol)
+                       hr_reference=args.hr_reference, label=args.label, protocol=args.protocol,
+                       degradation=args.degradation)
     print(json.dumps({k: v for k, v in summary.items() if k != "metrics"} | {
         "metrics": {k: round(v["mean"], 4) for k, v in summary["metrics"].items()}}, indent=2))
     return 0

@@ -66,6 +66,15 @@ def validate(params: dict[str, Any], where: str = PARAMS_FILE) -> None:
         if "train_on" in (entry or {}):
             raise ConfigError(f"{where}: models.{model}.train_on: replaced by the `runs` section "
                               f"(`jasrbench profile runs {model} --on DATASET=SPLIT,...` prints its entries)")
+    for model, entry in params["models"].items():
+        wanted = ((entry or {}).get("train") or {}).get("degradation")
+        if wanted is not None:
+            from .data.protocols import PROTOCOLS
+
+            if wanted not in PROTOCOLS or not PROTOCOLS[wanted].per_face:
+                known = sorted(n for n, p in PROTOCOLS.items() if p.per_face)
+                raise ConfigError(f"{where}: models.{model}.train.degradation: unknown camera degradation "
+                                  f"{wanted!r}; choose one of {', '.join(known)}")
     for name, entry in datasets.items():
         if not isinstance((entry or {}).get("skip_bad"), bool):
             raise ConfigError(f"{where}: data.datasets.{name}.skip_bad: required, true or false "

@@ -64,6 +64,9 @@ class TrainConfig:
     perceptual_weight: float = 0.0
     perceptual_layer: str = "relu5_4"
     discriminator_width: int = 64
+    # Train on a camera degradation (jasrbench.data.degradations, e.g. "mixed"): the LR of each batch is made
+    # from its augmented HR by the same code as a prepared degraded split. None: the split's own LR kernel.
+    degradation: str | None = None
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], key: str = "train") -> TrainConfig:
@@ -170,6 +173,9 @@ def check_train(train: dict[str, Any], key: str, only: dict[str, Any] | None = N
         raise ConfigError(f"{key}.precision must be one of {', '.join(PRECISIONS)}, got {train['precision']!r}")
     if "augment" in given:
         _check_augment(train["augment"] or {}, f"{key}.augment")
+    if "degradation" in given and train["degradation"] is not None and not isinstance(train["degradation"], str):
+        raise ConfigError(f"{key}.degradation must be the name of a camera degradation or null, "
+                          f"got {train['degradation']!r}")
 
 
 def _check_augment(augment: Any, key: str) -> None:

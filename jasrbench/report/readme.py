@@ -145,6 +145,7 @@ def render(report: Report, params: dict[str, Any] | None = None, commit: str | N
                   "the pipeline, not the methods. Compare with the paper on the `paper` profile.", ""]
     lines += _data_section(report, params)
     lines += _health_section(report)
+    lines += report.robustness
     lines += ["## Tables", "",
               "Each table is in `tables/` as LaTeX (`.tex`, a booktabs `table` float: `\\usepackage{booktabs}`, "
               "then `\\input{}`), CSV (one row per cell, with the exact intervals and paired tests) and Markdown.",

@@ -25,7 +25,8 @@ from jasrbench.paths import REPO_ROOT
 # The module each stage's command runs (`jasrbench COMMAND` → its module, jasrbench/cli.py).
 ENTRY = {"prepare": "jasrbench.data.prepare", "pretrain": "jasrbench.pretrain", "train": "jasrbench.train",
          "evaluate": "jasrbench.evaluate",
-         "evaluate_untrained": "jasrbench.evaluate", "collect": "jasrbench.collect", "report": "jasrbench.report.build"}
+         "evaluate_untrained": "jasrbench.evaluate", "robustness": "jasrbench.evaluate",
+         "robustness_untrained": "jasrbench.evaluate", "collect": "jasrbench.collect", "report": "jasrbench.report.build"}
 
 
 def declared_deps(root: Path) -> dict[str, list[str]]:

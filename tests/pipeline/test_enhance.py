@@ -40,6 +40,8 @@ def test_a_face_crop_gets_the_benchmarks_lr_and_bicubic_sr(common, tmp_path):
         assert not (tmp_path / "out" / f"face{i}.pts").exists()  # bicubic predicts no landmarks
     saved = json.loads((tmp_path / "out" / "enhance.json").read_text())
     assert saved["model"] == "bicubic" and len(saved["faces"]) == 3
+    # The output says what the model learned from: its protocol and training degradation (issue 26).
+    assert saved["protocol"] == "paper" and saved["trained_degradation"] == "none (clean bicubic LR)"
 
 
 def test_landmarks_in_sr_and_source_pixels(common, prepared_root, tmp_path):
