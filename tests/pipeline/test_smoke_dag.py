@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
+import pandas as pd
 import pytest
 import yaml
 from latex_checks import compile_problems, pdflatex_available, structure_problems
@@ -141,6 +142,30 @@ def test_report_tables_and_figures(smoke, tmp_path):
     assert any(n.endswith(".png") for n in figures) and any(n.endswith(".pdf") for n in figures)
     readme = (out / "README.md").read_text()
     assert "smoke" in readme and "not LFW" in readme
+    # DIC (not in the paper) in Tables 1-3, its note giving its own protocol (issue 25).
+    for name in ("table1", "table2", "table3"):
+        md = (out / "tables" / f"{name}.md").read_text()
+        assert "| DIC" in md and "not in the paper: DIC (Ma et al., CVPR 2020)" in md, name
+
+
+def test_robustness_track_end_to_end(smoke):
+    """Every robustness stage ran: metrics.json's robustness section, the report's tables and curves (issue 26)."""
+    metrics = _metrics(smoke.repo)
+    degradations = {"blur2", "noise5", "jpeg50", "mixed"}
+    for run in ("bicubic-300w", "mean_shape-300w", "edsr-300w", "edsr_mixed-300w", "jasrnet-300w"):
+        entry = metrics["robustness"][run]
+        assert set(entry["degradations"]) == degradations, run
+        for values in entry["degradations"].values():
+            assert values["300w/common"]["available"], run
+    assert metrics["robustness"]["edsr_mixed-300w"]["degradations"]["mixed"]["300w/common"][
+        "trained_degradation"] == "mixed"
+    out = smoke.repo / "results" / "smoke"
+    md = (out / "tables" / "robustness.md").read_text()
+    assert "EDSR (trained on mixed)" in md and "Bicubic" in md and "| clean" in md
+    frame = pd.read_csv(out / "tables" / "robustness.csv")
+    assert set(frame["degradation"]) == degradations and frame["mean"].notna().all()
+    assert (out / "figures" / "robustness.png").is_file()
+    assert "## Robustness" in (out / "README.md").read_text()
 
 
 def test_regression_gate_passes_against_the_committed_expectations(smoke):
