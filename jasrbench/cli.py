@@ -28,6 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "profile": ("jasrbench.profiles", "show or switch the profile params.yaml selects"),
     "calibrate": ("jasrbench.data.calibrate", "Bicubic row on 300W common over crop margins × protocols (calibration)"),
     "launch": ("jasrbench.launch", "run the out-of-date DVC stages at once on Dask (local workers, GPUs, a cluster)"),
+    "model": ("jasrbench.model_check", "check a model against the FaceModel contract (`model check NAME`); `model list`"),
 }
 
 

@@ -246,10 +246,20 @@ def _model_code_slots(arch: str) -> dict[str, str]:
     ``code`` when there is nothing else; DVC accepts the duplicate). The files every model shares
     (base.py, blocks.py, registry.py, ...) are declared in ``dvc.yaml`` directly, and
     tests/pipeline/test_dvc_deps.py fails if a model ever imports more than the slots hold.
+
+    A plugin model (issue 27) names its own files: absolute paths when installed (site-packages), relative
+    to the repository for a folder inside it. A plugin package of more than two files is declared by its
+    folder in ``code2`` (DVC hashes the folder), its model's file in ``code``.
     """
     from . import deps
 
     files = deps.model_specific_code(arch)
+    if len(files) > 2:
+        folder = deps.plugin_folder(arch)
+        if folder is not None and all(f == folder or f.startswith(folder.rstrip("/") + "/") for f in files):
+            return {"code": files[0], "code2": folder}
+        raise ConfigError(f"model {arch!r}: its own code spans {len(files)} files ({', '.join(files)}) but dvc.yaml "
+                          "declares two slots (code, code2)")
     return {"code": files[0], "code2": files[1] if len(files) > 1 else files[0]}
 
 

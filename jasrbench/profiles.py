@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 
-from .dag import check, load_checked, runs_for, stages
+from .dag import check, load_checked, runs_for, set_model_runs, stages
 from .errors import ConfigError
 from .files import atomic_write_text
 from .params import PARAMS_FILE, load_profile, set_dotted
@@ -109,6 +109,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     runs.add_argument("model", help="a model of the profile's `models`")
     runs.add_argument("--on", action="append", default=[], metavar="DATASET=SPLIT,SPLIT", required=True,
                       help="train on DATASET, evaluate on the SPLITs (DATASET/SPLIT); repeat for more datasets")
+    runs.add_argument("--add", action="store_true",
+                      help="write the entries into params.yaml (replacing the model's), instead of printing them")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -139,6 +141,11 @@ def run(args: argparse.Namespace) -> int:
             if not sep or not dataset:
                 raise ConfigError(f"--on {item!r}: expected DATASET=SPLIT,SPLIT (e.g. 300w=300w/common,lfw/test)")
             train_on[dataset] = [s for s in splits.split(",") if s]
+        if args.add:  # e.g. a plugin model just added to `models:` (issue 27)
+            set_model_runs(params, args.model, train_on)
+            write_params(params, root)
+            print(f"params.yaml: the runs entries of {args.model} written ({sum(len(v) for v in stages(params).values())} stages)")
+            return 0
         entries = {k: v for k, v in runs_for(params, args.model, train_on).items() if v}
         print(yaml.dump({"runs": entries}, Dumper=_NoAliasDumper, sort_keys=False, default_flow_style=None, width=120),
               end="")

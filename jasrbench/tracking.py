@@ -104,6 +104,21 @@ def table_tags(tables: list[int] | None) -> dict[str, str]:
     return tags
 
 
+def plugin_record(arch: str | None) -> dict[str, str] | None:
+    """A plugin model's distribution, version and entry point (issue 27; ``train.json``); None when built in."""
+    from .models import plugin_of
+
+    plugin = plugin_of(arch) if arch else None
+    return plugin.as_dict() if plugin is not None else None
+
+
+def plugin_tags(arch: str | None) -> dict[str, str]:
+    """The tags naming a plugin model's package on its train and evaluate runs (none for a built-in model)."""
+    record = plugin_record(arch)
+    return {} if record is None else {"plugin": record["distribution"], "plugin_version": record["version"],
+                                      "plugin_entry_point": record["entry_point"]}
+
+
 def _flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
     out: dict[str, str] = {}
     for k, v in d.items():
@@ -181,6 +196,7 @@ def start_run(experiment: str, run_name: str, tags: Mapping[str, str], params: M
     mlflow.set_tracking_uri(tracking_uri())
     with _store_lock():
         _training_experiment(mlflow, experiment)
+    tags = {**plugin_tags(tags.get("arch")), **dict(tags)}  # a plugin model's package and version (issue 27)
     with mlflow.start_run(run_name=run_name, tags={"git_commit": git_commit(), **dict(tags)}):
         flat = _flatten(params)
         items = list(flat.items())
@@ -228,7 +244,9 @@ def _experiment_note(name: str) -> str:
     """
     kind = name.rsplit("/", 1)[-1]
     what = {"train": "Training runs, one per model and training set (loss and validation curves).",
-            "evaluate": "Evaluations that fill no paper table."}.get(
+            "evaluate": "Evaluations that fill no paper table.",
+            "robustness": "Evaluations under camera degradations (blur, noise, JPEG, mixed): the robustness track, "
+                          "tagged `degradation` (and `trained_degradation` for a model trained on one)."}.get(
         kind, "Evaluations of a paper table, one run per model on the splits it reads.")
     return (f"{what} {NOTE_MARK}: the architecture switches (select two runs → Compare shows which differ). "
             "Tags `training_run_id`, `checkpoint_sha256`: the training run and the checkpoint. Dataset: the "
@@ -355,8 +373,10 @@ def log_evaluation(summary: Mapping[str, Any], entry: Mapping[str, Any], out_dir
     """
     if not enabled():
         return
-    tables = list(entry.get("tables") or [])
+    # A robustness evaluation (a camera degradation of the test LR) fills no paper table: its own experiment.
+    tables = [] if summary.get("degradation") else list(entry.get("tables") or [])
     tags = {"stage": "evaluate", "model": summary["model"], "arch": summary["arch"], "split": summary["split"],
+            **{k: summary[k] for k in ("degradation", "trained_degradation") if summary.get(k)},
             "trained_on": str(summary.get("trained_on")), "profile": summary["profile"], **table_tags(tables)}
     params = {k: summary[k] for k in ("model", "arch", "split", "params", "faces", "protocol", "runtime") if k in summary}
     params.update(arch_params(summary["arch"], overrides))
@@ -380,7 +400,11 @@ def log_evaluation(summary: Mapping[str, Any], entry: Mapping[str, Any], out_dir
     # The paper row that leads a run's name, and the table's view, are written by collect (report side).
     for table in [t for t in tables if summary["split"] in TABLE_SPLITS.get(t, ())] or [None]:
         name = f"{summary['model']} on {summary['split']}"
-        with start_run(table_experiment(summary["profile"], table), name, {**tags, **lineage}, params) as run:
+        experiment = (f"jasrbench/{summary['profile']}/robustness" if summary.get("degradation")
+                      else table_experiment(summary["profile"], table))
+        if summary.get("degradation"):
+            name = f"{name} under {summary['degradation']}"
+        with start_run(experiment, name, {**tags, **lineage}, params) as run:
             run.log_metrics(means)
             run.log_split(split_path, split_metadata, split_faces(split_path), "evaluation",
                           faces_evaluated=summary.get("faces", 0))

@@ -297,6 +297,7 @@ class _Run:
             "final_loss": history[-1]["loss_total"],
             "img_per_s": float(np.median(throughput)) if throughput else None,
             **self.hardware, "config_hash": self.chash, "fingerprint": self.fingerprint["id"],
+            "plugin": tracking.plugin_record(s.entry["arch"]),  # a plugin model's distribution and version
         }
         if self.main:
             out = self.results_dir

@@ -3,6 +3,8 @@
 ``available()`` lists registered names; ``build(name, **overrides)`` builds one.
 Importing this package imports every architecture module in this folder so
 that each registers its names (a new file registers itself; nothing to edit).
+Models of other installed packages join by entry points of the group
+``jasrbench.models``, loaded on the registry's first use (:mod:`.registry`, issue 27).
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import importlib
 import pkgutil
 
 from .base import FaceModel, ModelOutput
-from .registry import available, build, register, spec
+from .registry import PluginError, PluginInfo, available, build, plugin_of, plugins, register, spec
 
 _NOT_ARCHITECTURES = {"base", "registry", "blocks", "adversarial"}
 
@@ -19,4 +21,5 @@ for _info in sorted(pkgutil.iter_modules(__path__), key=lambda i: i.name):
     if _info.name not in _NOT_ARCHITECTURES and not _info.name.startswith("_"):
         importlib.import_module(f"{__name__}.{_info.name}")
 
-__all__ = ["FaceModel", "ModelOutput", "available", "build", "register", "spec"]
+__all__ = ["FaceModel", "ModelOutput", "PluginError", "PluginInfo", "available", "build", "plugin_of",
+           "plugins", "register", "spec"]

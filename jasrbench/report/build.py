@@ -242,7 +242,7 @@ def build_report(results_dir: str | Path, out: str | Path, *, models_dir: str | 
     out = Path(out)
     report = Report(results, out)
     cost_frame = tables.load_costs(costs) if costs else None
-    report.tables = tables.build_all(results, cost_frame)
+    report.tables = tables.build_all(results, cost_frame, params)  # params: plugin models' tables
     table_dir = out / "tables"
     written = set()
     for table in report.tables:

@@ -231,8 +231,10 @@ def mark_best(table: Table) -> None:
             c.best = v == best
 
 
-def build_paper_table(results: Results, spec: paper.PaperTable) -> Table:
+def build_paper_table(results: Results, spec: paper.PaperTable, extra_rows: Iterable[paper.Row] = ()) -> Table:
+    """``extra_rows``: rows that are not in the paper (plugin models, :func:`plugin_rows`), after the paper's."""
     rows = list(spec.rows) + [r for r in spec.optional_rows if any(results.has_model(m) for m in r.models)]
+    rows += [r for r in extra_rows if r.label not in {x.label for x in rows}]
     table_models = [m for r in rows for m in (*r.models, *(r.nme_models or ()))]
     cells: dict[tuple[str, str], Cell] = {}
     column_notes: dict[str, str] = {}
@@ -345,8 +347,56 @@ def _num(v: Any) -> float | None:
     return f if math.isfinite(f) else None
 
 
-def build_all(results: Results, costs: pd.DataFrame | None = None) -> list[Table]:
-    tables = [build_paper_table(results, spec) for spec in paper.TABLES]
+# --- plugin models (issue 27): rows that are not in the paper -------------------------------------
+def _trained_plugin(results: Results, model: str) -> dict[str, str] | None:
+    """The plugin record its training wrote into ``train.json`` (the distribution and version that trained it)."""
+    from ..files import read_json
+
+    for entry in (results.models.get(model) or {}).values():
+        path = results.root / "train" / str(entry.get("run")) / "train.json"
+        if entry.get("run") and path.is_file():
+            record = read_json(path).get("plugin")
+            if record:
+                return record
+    return None
+
+
+def plugin_note(model: str, record: dict[str, str]) -> str:
+    return (f"not in the paper: {model}, a plugin model from {record['distribution']} {record['version']} "
+            f"(entry point {record.get('entry_point', '?')}), trained and evaluated here under this benchmark's "
+            "protocol")
+
+
+def plugin_rows(results: Results, params: dict[str, Any] | None = None) -> dict[int, list[paper.Row]]:
+    """Paper table number → the rows of the plugin models (models of other packages, by entry point) in it.
+
+    A plugin model joins the tables its profile entry lists (``models.NAME.tables``); without the profile,
+    each of Tables 1–3 it was evaluated for. Its cells' paper note names its distribution and version.
+    """
+    from ..models import plugin_of
+
+    entries = (params or {}).get("models") or {}
+    rows: dict[int, list[paper.Row]] = {}
+    for model in sorted(results.models):
+        entry = entries.get(model) or {}
+        installed = plugin_of(entry.get("arch", model))
+        record = _trained_plugin(results, model) or (installed.as_dict() if installed else None)
+        if record is None:
+            continue
+        if model in entries:
+            numbers = [int(t) for t in entry.get("tables") or []]
+        else:
+            evaluated = set(results.models[model])
+            numbers = [t.number for t in paper.TABLES if t.number <= 3
+                       and any(split in evaluated for c in t.columns for split in c.splits)]
+        for number in numbers:
+            rows.setdefault(number, []).append(paper.Row(model, (model,), {}, not_in_paper=plugin_note(model, record)))
+    return rows
+
+
+def build_all(results: Results, costs: pd.DataFrame | None = None, params: dict[str, Any] | None = None) -> list[Table]:
+    extra = plugin_rows(results, params)
+    tables = [build_paper_table(results, spec, extra.get(spec.number, ())) for spec in paper.TABLES]
     if costs is not None and len(costs):
         tables.append(build_cost_table(costs, results.profile))
     return tables

@@ -1,0 +1,1 @@
+"""An example jasrbench plugin: TinyJoint (``jasr_example.model``), registered by its entry point."""
