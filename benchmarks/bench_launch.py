@@ -54,6 +54,7 @@ def _params(models: list[str], raw: Path) -> dict:
     params = copy.deepcopy(jparams.load_profile("smoke", REPO_ROOT))
     params["data"]["datasets"] = {"300w": {**params["data"]["datasets"]["300w"], "raw": str(raw)}}
     params["models"] = {name: params["models"][name] for name in models}
+    params.pop("robustness", None)  # the reduced DAG: training and evaluation only
     params["runs"] = {}
     for name in models:
         jdag.set_model_runs(params, name, {"300w": ["300w/common"]})

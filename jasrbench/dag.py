@@ -15,7 +15,34 @@ from typing import Any
 from .errors import ConfigError
 from .params import PARAMS_FILE, load_params, validate
 
-RUN_SECTIONS = ("pretrain", "train", "evaluate", "evaluate_untrained")
+RUN_SECTIONS = ("pretrain", "train", "evaluate", "evaluate_untrained", "robustness", "robustness_untrained")
+# The robustness track (issue 26): every evaluation of a split the profile's ``robustness.splits`` lists is
+# repeated under each of its ``robustness.degradations`` (camera degradations of the test LR, no retraining).
+ROBUSTNESS_SECTIONS = {"evaluate": "robustness", "evaluate_untrained": "robustness_untrained"}
+
+
+def robustness_id(run: str, split: str, degradation: str) -> str:
+    """Name of one robustness evaluation (a DVC stage key): ``<run>-<set_split>-<degradation>``."""
+    return f"{eval_id(run, split)}-{degradation}"
+
+
+def robustness_plan(params: dict[str, Any]) -> tuple[list[str], set[str], set[str]]:
+    """(degradations, splits, models) of the profile's optional ``robustness`` section (none without it)."""
+    section = params.get("robustness") or {}
+    unknown = sorted(set(section) - {"degradations", "splits", "models"})
+    if unknown:
+        raise ConfigError(f"robustness.{unknown[0]}: unknown key; known: degradations, splits, models")
+    models = set(section.get("models") or [])
+    for name in sorted(models - set(params["models"])):
+        raise ConfigError(f"robustness.models: {name!r} is not in the profile's `models`")
+    degradations = list(section.get("degradations") or [])
+    from .data.protocols import PROTOCOLS
+
+    for name in degradations:
+        if name not in PROTOCOLS or not PROTOCOLS[name].per_face:
+            known = sorted(n for n, p in PROTOCOLS.items() if p.per_face)
+            raise ConfigError(f"robustness.degradations: unknown camera degradation {name!r}; choose from {', '.join(known)}")
+    return degradations, set(section.get("splits") or []), models
 
 
 def run_id(model: str, dataset: str) -> str:
@@ -93,8 +120,14 @@ def runs_for(params: dict[str, Any], model: str, train_on: dict[str, list[str]])
             if not test_set or not test_split:
                 raise ConfigError(f"split {split!r} must be written DATASET/SPLIT (e.g. 300w/common)")
             section = "evaluate" if trainable else "evaluate_untrained"
-            out[section][eval_id(rid, split)] = {"model": model, "run": rid, "test_set": test_set,
-                                                 "test_split": test_split, **code}
+            entry = {"model": model, "run": rid, "test_set": test_set, "test_split": test_split, **code}
+            out[section][eval_id(rid, split)] = entry
+            degradations, robust_splits, robust_models = robustness_plan(params)
+            if split in robust_splits and model in robust_models:
+                for name in degradations:
+                    out[ROBUSTNESS_SECTIONS[section]][robustness_id(rid, split, name)] = {
+                        "model": model, "run": rid, "test_set": test_set, "test_split": test_split,
+                        "degradation": name, **code}
     return out
 
 
@@ -182,15 +215,22 @@ def check_runs(params: dict[str, Any], where: str = PARAMS_FILE) -> None:
             raise ConfigError(f"{at}: the key must be {stage_key(entry['model'], part, entry['dataset'])!r}")
         _same(at, entry, _model_code_slots(arch))
     evaluated: dict[tuple[str, str], list[str]] = {}
-    for section in ("evaluate", "evaluate_untrained"):
+    degradations, _, _ = robustness_plan(params)
+    for section in ("evaluate", "evaluate_untrained", "robustness", "robustness_untrained"):
+        robust = section.startswith("robustness")
+        trained_section = "robustness" if robust else "evaluate"
         for key, entry in sections[section].items():
             at = f"{where}: runs.{section}.{key}"
-            entry = _fields(entry, at, ("model", "run", "test_set", "test_split", "code", "code2"))
+            entry = _fields(entry, at, ("model", "run", "test_set", "test_split", *(("degradation",) if robust else ()),
+                                        "code", "code2"))
             arch, trainable = model_of(at, entry)
-            if trainable != (section == "evaluate"):
+            if trainable != (section == trained_section):
                 raise ConfigError(f"{at}: model {entry['model']!r} "
-                                  + ("has weights: evaluate it from runs.evaluate" if trainable
-                                     else "has no weights: evaluate it from runs.evaluate_untrained"))
+                                  + (f"has weights: evaluate it from runs.{trained_section}" if trainable
+                                     else f"has no weights: evaluate it from runs.{trained_section}_untrained"))
+            if robust and entry["degradation"] not in degradations:
+                raise ConfigError(f"{at}.degradation: {entry['degradation']!r} is not in the profile's "
+                                  f"robustness.degradations ({', '.join(degradations) or 'none'})")
             prefix = f"{entry['model']}-"
             dataset = entry["run"][len(prefix):] if entry["run"].startswith(prefix) else None
             if dataset is None or dataset not in datasets:
@@ -200,10 +240,12 @@ def check_runs(params: dict[str, Any], where: str = PARAMS_FILE) -> None:
                 raise ConfigError(f"{at}.run: no runs.train.{entry['run']} trains the checkpoint it evaluates")
             dataset_known(at, entry["test_set"])
             split = f"{entry['test_set']}/{entry['test_split']}"
-            if key != eval_id(entry["run"], split):
-                raise ConfigError(f"{at}: the key must be {eval_id(entry['run'], split)!r} (RUN-SET_SPLIT)")
+            wanted = robustness_id(entry["run"], split, entry["degradation"]) if robust else eval_id(entry["run"], split)
+            if key != wanted:
+                raise ConfigError(f"{at}: the key must be {wanted!r} (RUN-SET_SPLIT{'-DEGRADATION' if robust else ''})")
             _same(at, entry, _model_code_slots(arch))
-            evaluated.setdefault((entry["model"], split), []).append(dataset)
+            if not robust:
+                evaluated.setdefault((entry["model"], split), []).append(dataset)
     for (model, split), trained_on in evaluated.items():
         try:
             table_run_dataset(split, trained_on)
@@ -232,6 +274,15 @@ def stages(params: dict[str, Any]) -> dict[str, dict[str, dict[str, Any]]]:
                     "split_dir": f"{prepared}/{entry['test_set']}",
                     "out": f"results/{profile}/eval/{entry['run']}/{entry['test_set']}_{entry['test_split']}"}
             if section == "evaluate":
+                item["checkpoint"] = f"models/{profile}/{entry['run']}/model.pt"
+            out.setdefault(section, {})[key] = item
+    for section in ("robustness", "robustness_untrained"):
+        for key, entry in (runs.get(section) or {}).items():
+            item = {**entry, "split": f"{entry['test_set']}/{entry['test_split']}",
+                    "split_dir": f"{prepared}/{entry['test_set']}",
+                    "out": f"results/{profile}/eval/{entry['run']}/robustness/{entry['degradation']}/"
+                           f"{entry['test_set']}_{entry['test_split']}"}
+            if section == "robustness":
                 item["checkpoint"] = f"models/{profile}/{entry['run']}/model.pt"
             out.setdefault(section, {})[key] = item
     for section in ("prepare", *RUN_SECTIONS):

@@ -184,3 +184,26 @@ def plugin_folder(arch: str) -> str | None:
     if not roots or roots[0][1].is_file():
         return None
     return display_path(roots[0][1])
+
+
+# The module each DVC stage loop's command runs (`jasrbench COMMAND` → its module, jasrbench/cli.py).
+LOOP_ENTRY = {"prepare": "jasrbench.data.prepare", "pretrain": "jasrbench.pretrain", "train": "jasrbench.train",
+              "evaluate": "jasrbench.evaluate", "evaluate_untrained": "jasrbench.evaluate",
+              "robustness": "jasrbench.evaluate", "robustness_untrained": "jasrbench.evaluate",
+              "collect": "jasrbench.collect", "report": "jasrbench.report.build"}
+
+
+def loop_code(loop: str) -> list[str]:
+    """The package files ``dvc.yaml`` declares for a stage loop: what its command runs for any built-in model
+    of its kind, less each model's own files (those travel in the runs entries' ``code``/``code2``). One list
+    for the whole loop (DVC's foreach), so a file only Super-FAN imports is declared for every train stage."""
+    from .models import available, plugins, spec
+
+    builtin = [a for a in available() if a not in plugins()]
+    trained = [a for a in builtin if getattr(spec(a).builder, "trainable", True)]
+    archs = {"train": trained, "evaluate": trained, "robustness": trained,
+             "pretrain": [a for a in trained if getattr(spec(a).builder, "pretrain_part", None)],
+             "evaluate_untrained": [a for a in builtin if a not in trained],
+             "robustness_untrained": [a for a in builtin if a not in trained]}.get(loop, [None])
+    own = {f for a in builtin for f in model_specific_code(a)}
+    return sorted({f for a in archs for f in stage_code([LOOP_ENTRY[loop]], a) if f not in own})

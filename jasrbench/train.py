@@ -162,7 +162,7 @@ class _Run:
             self.best_path.unlink(missing_ok=True)  # a fresh run never leaves another run's model.pt beside its own
         self.batcher = Batcher(s.data, s.train_idx, cfg.augment, s.mirror, dev, seed=s.seed,
                                batch_size=cfg.batch_size, copies_per_epoch=cfg.copies_per_epoch, scale=model.scale,
-                               rank=distributed.rank(), world_size=s.world)
+                               rank=distributed.rank(), world_size=s.world, degradation=cfg.degradation)
         decision = stepmod.compile_decision(s.rt.compile, dev.type, world=s.world,
                                             sync_batchnorm=stepmod.has_sync_batchnorm(self.net),
                                             eager_terms=self.extra.active, closed_form=self.closed_form)
@@ -219,6 +219,7 @@ class _Run:
             "kind": "model", "fingerprint": self.fingerprint["id"],
             "model": s.model_name, "arch": s.entry["arch"], "overrides": s.entry["overrides"],
             "num_points": model.num_points, "dataset": s.dataset, "profile": self.profile, "protocol": model.protocol,
+            **({"degradation": s.cfg.degradation} if s.cfg.degradation else {}),
             "epoch": epoch, "val": metrics, "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         }
 

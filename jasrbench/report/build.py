@@ -44,6 +44,7 @@ class Report:
     figures: dict[str, str] = field(default_factory=dict)  # stem → caption
     grid_faces: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # what could not be drawn, and why
+    robustness: list[str] = field(default_factory=list)  # the README's robustness section (issue 26)
     seconds: float = 0.0
 
 
@@ -259,6 +260,9 @@ def build_report(results_dir: str | Path, out: str | Path, *, models_dir: str | 
         comparison_figure(report, models_dir, prepared, faces, device)
         ced_figures(report, palette)
         training_figures(report, palette)
+    from . import robustness
+
+    report.robustness = robustness.write(results.root, out, palette if figures_on else None)
     report.seconds = time.perf_counter() - start
     readme.write(report, params)
     return report

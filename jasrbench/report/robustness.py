@@ -34,7 +34,7 @@ SOURCES = ("Values: blur on the HR σ ∈ {1, 2, 3, 4} px (LR σ 0.125–0.5), n
 
 def _per_image(root: Path, kind: str, run: str, split: str, degradation: str | None) -> pd.DataFrame | None:
     folder = f"{split.replace('/', '_')}"
-    path = (root / "eval" / run / folder if kind == "clean" else root / "robustness" / run / degradation / folder)
+    path = (root / "eval" / run / folder if kind == "clean" else root / "eval" / run / "robustness" / degradation / folder)
     path = path / "per_image.csv"
     return pd.read_csv(path) if path.is_file() else None
 
@@ -174,6 +174,9 @@ def write(results_root: Path, out: Path, palette: dict[str, str] | None) -> list
     if not metrics.get("robustness"):
         return []
     f = frame(results_root)
+    if f.empty:  # every robustness split unavailable here (e.g. a 300W subset without the common test faces)
+        return ["## Robustness: camera degradations of the test LR", "",
+                "No robustness value: the splits of the profile's `robustness` section are unavailable here.", ""]
     (out / "tables").mkdir(parents=True, exist_ok=True)
     with atomic_path(out / "tables" / "robustness.csv", suffix=".csv") as tmp:
         f.to_csv(tmp, index=False, float_format="%.6g")

@@ -53,8 +53,10 @@ def _copy_cloned_files(dest: Path, *pathspec: str) -> None:
 
 
 def copy_repo(dest: Path, extra: tuple[str, ...] = ()) -> None:
-    """What a clone holds of the package, the profiles and the DAG (this checkout's working tree), plus ``extra``."""
-    _copy_cloned_files(dest, "jasrbench", "pipelines", "dvc.yaml", ".dvcignore", "results/model_costs.csv", *extra)
+    """What a clone holds of the package, the profiles and the DAG (this checkout's working tree), plus ``extra``
+    (the report stage also reads results/fidelity)."""
+    _copy_cloned_files(dest, "jasrbench", "pipelines", "dvc.yaml", ".dvcignore", "results/model_costs.csv",
+                       "results/fidelity", *extra)
 
 
 def copy_clone(dest: Path, env: dict) -> None:

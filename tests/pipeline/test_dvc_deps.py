@@ -23,10 +23,7 @@ import jasrbench.params as jparams
 from jasrbench.paths import REPO_ROOT
 
 # The module each stage's command runs (`jasrbench COMMAND` → its module, jasrbench/cli.py).
-ENTRY = {"prepare": "jasrbench.data.prepare", "pretrain": "jasrbench.pretrain", "train": "jasrbench.train",
-         "evaluate": "jasrbench.evaluate",
-         "evaluate_untrained": "jasrbench.evaluate", "robustness": "jasrbench.evaluate",
-         "robustness_untrained": "jasrbench.evaluate", "collect": "jasrbench.collect", "report": "jasrbench.report.build"}
+ENTRY = deps.LOOP_ENTRY
 
 
 def declared_deps(root: Path) -> dict[str, list[str]]:
@@ -103,20 +100,17 @@ def test_a_removed_dependency_line_is_caught(tmp_path):
 
 
 def extra_deps(root: Path) -> list[str]:
-    """Declared package files no stage of a loop runs (a change to one would rerun the loop for nothing).
+    """Declared package files that no stage of a loop runs for any built-in model (a change to one would rerun
+    the loop for nothing). A loop declares one list for all its stages (DVC's foreach): ``deps.loop_code``."""
+    from jasrbench.models import available
 
-    A loop declares one list for all its stages (DVC's foreach), so a file one model imports (Super-FAN's
-    pretrained_weights.py) is declared for every stage of that loop.
-    """
-    declared, required = declared_deps(root), required_code(root)
-    runs: dict[str, set[str]] = {}
-    for stage, files in required.items():
-        runs.setdefault(stage.partition("@")[0], set()).update(files)
+    own = {f for a in available() for f in deps.model_specific_code(a)}  # the runs entries' code/code2
     problems = set()
-    for stage, paths in declared.items():
+    for stage, paths in declared_deps(root).items():
         loop = stage.partition("@")[0]
+        wanted = set(deps.loop_code(loop))
         for d in paths:
-            if d.startswith("jasrbench/") and not any(f == d or f.startswith(d.rstrip("/") + "/") for f in runs[loop]):
+            if d.startswith("jasrbench/") and d not in own and d not in wanted and not any(f.startswith(d.rstrip("/") + "/") for f in wanted):
                 problems.add(f"{loop} declares {d}, which none of its stages runs")
     return sorted(problems)
 

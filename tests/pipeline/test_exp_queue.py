@@ -48,6 +48,7 @@ def reduced_params() -> dict:
     params = jparams.load_profile("smoke", REPO_ROOT)
     params["data"]["datasets"] = {"300w": {"raw": "../shared/datasets/300W", "skip_bad": False}}
     params["models"], params["runs"] = {name: params["models"][name] for name in MODELS}, {}
+    params.pop("robustness", None)  # the robustness track is the smoke DAG's test (test_smoke_dag.py)
     for name in MODELS:
         jdag.set_model_runs(params, name, {"300w": ["300w/common"]})
     params["train"].update({"epochs": 2, "batch_size": 4, "max_faces": 24, "val_faces": 8})

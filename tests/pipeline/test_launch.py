@@ -55,6 +55,7 @@ def reduced_params(raw: Path) -> dict:
     params = copy.deepcopy(jparams.load_profile("smoke", REPO_ROOT))
     params["data"]["datasets"] = {"300w": {"raw": str(raw), "skip_bad": False}}
     params["models"] = {name: params["models"][name] for name in MODELS}
+    params.pop("robustness", None)  # the robustness track is the smoke DAG's test (test_smoke_dag.py)
     params["runs"] = {}
     for name in MODELS:
         jdag.set_model_runs(params, name, {"300w": ["300w/common"]})

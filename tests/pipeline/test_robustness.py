@@ -87,7 +87,7 @@ def test_robustness_entries_follow_the_profile_and_are_checked():
             assert f"{model}-300w-300w_common-{d}" in robust, (model, d)
     assert set(params["runs"]["robustness_untrained"]) == {f"bicubic-300w-300w_common-{d}" for d in degradations}
     stage = jdag.stages(params)["robustness"]["edsr-300w-300w_common-blur2"]
-    assert stage["out"] == "results/smoke/robustness/edsr-300w/blur2/300w_common"
+    assert stage["out"] == "results/smoke/eval/edsr-300w/robustness/blur2/300w_common"
     assert stage["checkpoint"] == "models/smoke/edsr-300w/model.pt"
     bad = copy.deepcopy(params)
     bad["runs"]["robustness"]["edsr-300w-300w_common-blur2"]["degradation"] = "blur3"

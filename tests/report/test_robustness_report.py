@@ -45,7 +45,7 @@ def _tree(prepared_300w, tmp_path_factory):
         evaluate(target, "300w/common", out, params, prepared=prepared)
         runs[run] = {"model": model, "trained_on": "300w", "splits": {"300w/common": _entry(out / "summary.json")}}
         for d in DEGRADATIONS:
-            out = results / "robustness" / run / d / "300w_common"
+            out = results / "eval" / run / "robustness" / d / "300w_common"
             evaluate(target, "300w/common", out, params, prepared=prepared, degradation=d)
             robust.setdefault(run, {"model": model, "trained_on": "300w", "degradations": {}})["degradations"][d] = {
                 "300w/common": _entry(out / "summary.json")}
