@@ -67,9 +67,13 @@ def copy_clone(dest: Path, env: dict) -> None:
         subprocess.run(cmd, cwd=dest, env=env, check=True, capture_output=True)
 
 
-def mini_300w(w300_root: Path, dest: Path, train_faces: int, test_faces: int) -> Path:
-    """A raw 300W folder of real faces: the first LFPW training and test images (linked, with their .pts)."""
-    for subset, count in (("lfpw/trainset", train_faces), ("lfpw/testset", test_faces)):
+def mini_300w(w300_root: Path, dest: Path, train_faces: int, test_faces: int, helen_test_faces: int = 0) -> Path:
+    """A raw 300W folder of real faces: the first LFPW training and test images (linked, with their .pts), and
+    ``helen_test_faces`` HELEN test images (300W's common test set needs both)."""
+    for subset, count in (("lfpw/trainset", train_faces), ("lfpw/testset", test_faces),
+                          ("helen/testset", helen_test_faces)):
+        if not count:
+            continue
         (dest / subset).mkdir(parents=True)
         for pts in sorted((w300_root / subset).glob("*.pts"))[:count]:
             image = next(p for p in pts.parent.glob(pts.stem + ".*") if p.suffix != ".pts")

@@ -25,7 +25,7 @@ from types import SimpleNamespace
 import pandas as pd
 import pytest
 from plugin_helpers import DISTRIBUTION, MODEL, VERSION, plugin_env
-from pipeline_helpers import copy_repo
+from pipeline_helpers import copy_repo, mini_300w
 
 from jasrbench import profiles
 
@@ -55,14 +55,8 @@ def _params(raw: Path) -> dict:
 
 
 def _mini_300w(w300_root: Path, dest: Path) -> Path:
-    """A raw 300W folder of real faces: 40 LFPW training faces, and 8 LFPW + 8 HELEN test faces (common needs both)."""
-    for subset, count in (("lfpw/trainset", 40), ("lfpw/testset", 8), ("helen/testset", 8)):
-        (dest / subset).mkdir(parents=True)
-        for pts in sorted((w300_root / subset).glob("*.pts"))[:count]:
-            image = next(p for p in pts.parent.glob(pts.stem + ".*") if p.suffix != ".pts")
-            for src in (pts, image):
-                (dest / subset / src.name).symlink_to(src)
-    return dest
+    """40 LFPW training faces, and 8 LFPW + 8 HELEN test faces (300W common needs both)."""
+    return mini_300w(w300_root, dest, 40, 8, helen_test_faces=8)
 
 
 def _run(repo: Path, env: dict, *cmd: str, timeout: int = 1800) -> subprocess.CompletedProcess:
