@@ -25,6 +25,7 @@ METRICS = ("psnr", "ssim", "nme")
 HIGHER = {"psnr": True, "ssim": True, "nme": False}
 DECIMALS = {"psnr": 2, "ssim": 3, "nme": 2}
 NAMES = {"psnr": "PSNR (dB)", "ssim": "SSIM", "nme": "NME (×100)"}
+CLEAN_LEVEL = {"blur": 0.0, "noise": 0.0, "jpeg": 100.0}  # where the clean value sits on each sweep's axis
 SOURCES = ("Values: blur on the HR σ ∈ {1, 2, 3, 4} px (LR σ 0.125–0.5), noise on the LR σ ∈ {2, 5, 10, 20}/255, JPEG "
            "q ∈ {90, 70, 50, 30}; `mixed` draws blur σ ~ U[0, 4] px, noise σ ~ U[0, 15]/255, JPEG q ~ U{40…95}, each "
            "applied with probability 0.7. Sources: GFPGAN's degradation (σ_blur ∈ [0.1, 10] at 512 px, noise ∈ "
@@ -83,8 +84,13 @@ def _versus_reference(root: Path, reference_run: str | None, run: str, split: st
 
 
 def label(row: pd.Series | dict) -> str:
-    base = model_labels().get(row["model"], row["model"])
-    return f"{base} (trained on {row['trained_degradation']})" if row.get("trained_degradation") else base
+    """The paper's label of the model (of its architecture for ``edsr_mixed``), and what it trained on if not clean."""
+    trained = row.get("trained_degradation")
+    trained = trained if isinstance(trained, str) and trained else None
+    labels = model_labels()
+    model = row["model"]
+    base = labels.get(model) or (labels.get(model.removesuffix(f"_{trained}")) if trained else None) or model
+    return f"{base} (trained on {trained})" if trained else base
 
 
 def _order(degradations_seen: set[str]) -> list[str]:
@@ -102,7 +108,7 @@ def sweep_levels(kind: str) -> list[tuple[str, float]]:
 
 
 def tables(f: pd.DataFrame, split: str) -> dict[str, pd.DataFrame]:
-    """METRIC → models × degradations (cells ``mean (−drop)``; the clean value first)."""
+    """METRIC → models × degradations (cells ``mean (change from clean)``; the clean value first)."""
     out = {}
     sub = f[f["split"] == split]
     for metric in METRICS:
@@ -116,8 +122,8 @@ def tables(f: pd.DataFrame, split: str) -> dict[str, pd.DataFrame]:
             name = label(r)
             cells = rows.setdefault(name, {"clean": f"{r['clean']:.{d}f}" if pd.notna(r["clean"]) else "–"})
             mark = "" if pd.isna(r.get("vs_jasrnet_significant")) or not r.get("vs_jasrnet_significant") else "*"
-            drop = f" ({-r['drop']:+.{d}f})" if pd.notna(r["drop"]) else ""
-            cells[r["degradation"]] = f"{r['mean']:.{d}f}{drop}{mark}"
+            change = f" ({r['mean'] - r['clean']:+.{d}f})" if pd.notna(r["clean"]) else ""
+            cells[r["degradation"]] = f"{r['mean']:.{d}f}{change}{mark}"
         out[metric] = pd.DataFrame.from_dict(rows, orient="index").reindex(columns=columns).fillna("–")
     return out
 
@@ -142,7 +148,8 @@ def curves(f: pd.DataFrame, split: str, stem: Path, palette: dict[str, str]) -> 
                 levels = sweep_levels(kind)
                 for run, group in sub[sub["metric"] == metric].groupby("run"):
                     first = group.iloc[0]
-                    xs, ys = [0.0], [first["clean"]]
+                    trained = isinstance(first["trained_degradation"], str) and bool(first["trained_degradation"])
+                    xs, ys = [CLEAN_LEVEL[kind]], [first["clean"]]  # no degradation: σ 0, JPEG quality 100
                     for name, level in levels:
                         hit = group[group["degradation"] == name]
                         if len(hit):
@@ -152,7 +159,7 @@ def curves(f: pd.DataFrame, split: str, stem: Path, palette: dict[str, str]) -> 
                         continue
                     line, = ax.plot(xs, ys, marker="o", markersize=2.5, linewidth=1,
                                     color=palette.get(first["model"], "#444444"),
-                                    linestyle="--" if first["trained_degradation"] else "-")
+                                    linestyle="--" if trained else "-")
                     handles.setdefault(label(first), line)
                 ax.set_title(f"{kind}" if i == 0 else "")
                 ax.set_xlabel({"blur": "HR blur σ (px)", "noise": "noise σ (/255)", "jpeg": "JPEG quality"}[kind]

@@ -65,7 +65,9 @@ def test_robustness_frame_tables_and_curves(tree):
     assert list(psnr.columns) == ["clean", "blur2", "noise5", "noise20", "mixed"]
     assert set(psnr.index) == {"Bicubic", "JASRNet"}
     cell = psnr.loc["Bicubic", "noise20"]
-    assert cell.startswith(f"{bicubic.loc['noise20', 'mean']:.2f} (-")
+    assert cell.startswith(f"{bicubic.loc['noise20', 'mean']:.2f} (-")  # the change from clean: down
+    assert robustness.label({"model": "edsr_mixed", "trained_degradation": "mixed"}) == "EDSR (trained on mixed)"
+    assert robustness.label({"model": "bicubic", "trained_degradation": float("nan")}) == "Bicubic"
 
 
 def test_report_writes_the_robustness_section(tree, tmp_path):
