@@ -82,8 +82,8 @@ def measured_causes(results_root: Path, models: list[str]) -> list[str]:
 
             psnr = pd.read_csv(histories[0])["val_psnr"].dropna()
             if len(psnr) > 1:
-                trend = ("still rising at the last epoch" if psnr.iloc[-1] >= psnr.max() - 1e-9
-                         else f"best at epoch {int(psnr.idxmax()) + 1}")
+                trend = ("still rising at the last epoch" if psnr.iloc[-1] > psnr.iloc[:-1].max()
+                         else f"best at epoch {int(psnr.idxmax()) + 1}, not rising at the last")
                 curve = (f" Here its validation PSNR went from {psnr.iloc[0]:.2f} to {psnr.iloc[-1]:.2f} dB over "
                          f"{len(psnr)} epochs, {trend}.")
         lines.append(

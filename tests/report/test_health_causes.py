@@ -41,3 +41,5 @@ def test_a_disagreement_or_no_training_run_claims_no_budget_effect(tmp_path):
     assert measured_causes(_tree(tmp_path / "b", loss_rel=1e-7, training=False), ["jasrnet"]) == []
     peaked = "\n".join(measured_causes(_tree(tmp_path / "c", loss_rel=1e-7, psnr=(13.0, 21.6, 21.4)), ["jasrnet"]))
     assert "best at epoch 2" in peaked
+    flat = "\n".join(measured_causes(_tree(tmp_path / "d", loss_rel=1e-7, psnr=(6.18, 6.18)), ["jasrnet"]))
+    assert "still rising" not in flat and "not rising at the last" in flat
