@@ -15,6 +15,7 @@ def test_a_model_evaluated_on_one_split_from_two_runs_keeps_both(prepared_root, 
     params = tiny_params(prepared_root)
     # The lfw run is listed first: the view must still show the 300w run for 300w/common (its own dataset).
     params["models"], params["runs"] = {"bicubic": {"tables": [1]}}, {}
+    params.pop("robustness", None)  # a reduced profile: the robustness track is test_smoke_dag's
     jdag.set_model_runs(params, "bicubic", {"lfw": ["300w/common"], "300w": ["300w/common"]})
     jdag.check(params)
     monkeypatch.chdir(tmp_path)

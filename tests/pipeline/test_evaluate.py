@@ -124,6 +124,7 @@ def test_subset_pairs_keeps_the_protocol(prepared_verify):
 def test_collect_merges_every_summary(prepared_root, tmp_path, monkeypatch):
     params = tiny_params(prepared_root)
     params["models"], params["runs"] = {"bicubic": {"tables": [1]}}, {}
+    params.pop("robustness", None)  # a reduced profile: the robustness track is test_smoke_dag's
     jdag.set_model_runs(params, "bicubic", {"300w": ["300w/common", "300w/challenge"]})
     params["data"]["datasets"] = {"300w": params["data"]["datasets"]["300w"]}
     monkeypatch.chdir(tmp_path)

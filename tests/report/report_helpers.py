@@ -196,6 +196,7 @@ def tree_params(w300_root: Path, lfw_root: Path, prepared: Path) -> dict:
     keep = {"bicubic": ["300w/common", "300w/challenge", "lfw/test"], "jasrnet": ["300w/common", "lfw/test"],
             "jasrnet_bl_sr": ["300w/common"], "jasrnet_bl_align": ["300w/common"]}
     params["models"], params["runs"] = {m: params["models"][m] for m in keep}, {}
+    params.pop("robustness", None)  # a reduced profile: the robustness track is test_smoke_dag's
     for model, splits in keep.items():
         jdag.set_model_runs(params, model, {"300w": splits})
     jdag.check(params, "tests/report tree params")
