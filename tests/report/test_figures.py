@@ -101,7 +101,8 @@ def test_sample_grid_shows_the_faces_with_predicted_and_true_landmarks(results_t
     with_points = _png(tmp_path / "s.png")
     sample_grid(faces.lr_at(8), sr, faces.hr, None, None, tmp_path / "bare.png", title="t")
     bare = _png(tmp_path / "bare.png")
-    assert with_points.shape == bare.shape and with_points.shape[0] > with_points.shape[1]  # 2 rows × 3 columns
+    assert with_points.shape == bare.shape
+    assert abs(with_points.shape[0] / with_points.shape[1] - (2 * 1.25) / (3 * 1.2)) < 0.15  # 2 rows × 3 columns
     third = bare.shape[1] // 3
     for colour, col in ((figures.PRED_COLOUR, 1), (figures.TRUE_COLOUR, 2)):
         panel, empty = with_points[:, col * third:(col + 1) * third], bare[:, col * third:(col + 1) * third]

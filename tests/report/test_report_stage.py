@@ -54,7 +54,7 @@ def test_report_stage_declared_last_with_its_deps_and_outs():
     assert stage["cmd"] == "python -m jasrbench report --results results/${profile} --out results/${profile}"
     deps = [d.split("#")[0].strip() for d in stage["deps"]]
     for dep in ("results/${profile}/metrics.json", "results/${profile}/eval", "results/${profile}/train",
-                "models/${profile}", "jasrbench/report"):
+                "models/${profile}", "results/fidelity", "jasrbench/report/build.py", "jasrbench/report/robustness.py"):
         assert dep in deps
     outs = {next(iter(o)): next(iter(o.values())) for o in stage["outs"]}
     assert outs == {f"results/${{profile}}/{name}": {"cache": False} for name in ("tables", "figures", "README.md")}
