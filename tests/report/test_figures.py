@@ -106,7 +106,8 @@ def test_sample_grid_shows_the_faces_with_predicted_and_true_landmarks(results_t
     third = bare.shape[1] // 3
     for colour, col in ((figures.PRED_COLOUR, 1), (figures.TRUE_COLOUR, 2)):
         panel, empty = with_points[:, col * third:(col + 1) * third], bare[:, col * third:(col + 1) * third]
-        assert _count(panel, colour) > 40 and _count(empty, colour) < 5, colour  # the points, only with points
+        # The points, only with points (a face's own lips may hold a few pixels of the red).
+        assert _count(panel, colour) > max(40, 10 * _count(empty, colour)), colour
     assert _count(with_points[:, :third], figures.PRED_COLOUR) < 5  # none on the LR column
     for run in ("jasrnet-300w", "jasrnet_bl_sr-300w", "jasrnet_bl_align-300w"):
         image = _png(results_tree.results / "train" / run / "samples.png")
