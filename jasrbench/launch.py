@@ -325,7 +325,8 @@ def drive(jobs: list[StageJob], submit, as_completed, on_ran=lambda name: None) 
 
     def stop_dependents(name: str) -> None:
         for other in [n for n in waiting if name in by_name[n].upstream]:
-            del waiting[other]
+            if waiting.pop(other, None) is None:
+                continue  # already stopped through another failed path (a diamond)
             outcome.stopped.append(other)
             stop_dependents(other)
 

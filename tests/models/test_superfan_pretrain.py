@@ -34,7 +34,7 @@ def params(prepared_300w, monkeypatch, tmp_path):
 
 def test_dag_has_the_pretrain_stage_and_training_depends_on_its_output(params):
     dag = jdag.stages(params)
-    assert list(dag["pretrain"]) == ["superfan_fan-300w"]
+    assert sorted(dag["pretrain"]) == ["dic_hourglass-300w", "superfan_fan-300w"]  # Super-FAN's FAN and DIC's hourglass
     fan = pretrained_file("smoke", "superfan", "fan", "300w")
     assert fan == "models/smoke/pretrain/superfan_fan-300w/fan.pt"
     assert dag["pretrain"]["superfan_fan-300w"]["out"] == "models/smoke/pretrain/superfan_fan-300w"

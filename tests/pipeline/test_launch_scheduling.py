@@ -203,3 +203,23 @@ def test_cpu_and_gpus_together_are_an_error():
 
     with pytest.raises(LaunchError, match="--cpu and --gpus"):
         devices("0", cpu=True, scheduler=None, visible=1, cuda_visible=None)
+
+
+def test_a_failure_upstream_of_a_diamond_stops_each_dependent_once():
+    # prepare fails; train needs prepare, evaluate needs prepare and train: both are stopped, once each
+    # (the recursion through train reaches evaluate before the outer loop does).
+    from jasrbench.launch import StageFailed, StageJob, drive
+
+    class Failed:
+        key, status = "prepare", "error"
+
+        def exception(self):
+            return StageFailed("prepare", 2, ["no data"], "prepare.log")
+
+    class Queue(list):
+        add = list.append
+
+    jobs = [StageJob(name=n, root="/", wdir="/", cmds=(), outs=(), upstream=u)
+            for n, u in (("prepare", ()), ("train", ("prepare",)), ("evaluate", ("prepare", "train")))]
+    outcome = drive(jobs, lambda job, upstream: Failed(), Queue)
+    assert [f.stage for f in outcome.failed] == ["prepare"] and sorted(outcome.stopped) == ["evaluate", "train"]
