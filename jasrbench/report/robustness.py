@@ -10,6 +10,7 @@ one line per model; models trained on a degradation dashed).
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,7 @@ SOURCES = ("Values: blur on the HR σ ∈ {1, 2, 3, 4} px (LR σ 0.125–0.5), n
            "∈ [30, 95]), blur scaled to a 128-pixel face.")
 
 
+@functools.lru_cache(maxsize=64)  # the reference's file is read once, not once per model and metric
 def _per_image(root: Path, kind: str, run: str, split: str, degradation: str | None) -> pd.DataFrame | None:
     folder = f"{split.replace('/', '_')}"
     path = (root / "eval" / run / folder if kind == "clean" else root / "eval" / run / "robustness" / degradation / folder)
