@@ -85,6 +85,93 @@ def _versus_reference(root: Path, reference_run: str | None, run: str, split: st
             "vs_jasrnet_p": test["p_bootstrap"]}
 
 
+def _drop_test(before: pd.DataFrame | None, after: pd.DataFrame | None, metric: str, seed: int,
+               resamples: int) -> dict[str, Any]:
+    """Paired test of ``before`` − ``after`` per face, oriented so that a positive value is a loss of quality."""
+    if before is None or after is None or metric not in before or metric not in after:
+        return {}
+    joined = before[["name", metric]].merge(after[["name", metric]], on="name", suffixes=("_b", "_a")).dropna()
+    if joined.empty:
+        return {}
+    b, a = joined[f"{metric}_b"].to_numpy(), joined[f"{metric}_a"].to_numpy()
+    return paired_test(b, a, seed=seed, resamples=resamples) if HIGHER[metric] else \
+        paired_test(a, b, seed=seed, resamples=resamples)
+
+
+def largest_drops(f: pd.DataFrame, results_root: str | Path, split: str, *, n: int = 3, seed: int = 0,
+                  resamples: int = 2000) -> pd.DataFrame:
+    """The ``n`` largest drops per metric on ``split``, and whether training on a degradation recovers them.
+
+    Two scopes: ``all`` ranks every model trained on clean LR; ``trained twin`` ranks those of each model the
+    profile also trains on a degradation (``edsr`` and ``edsr_mixed``). Each drop carries the paired interval
+    of clean − degraded over the same faces (a positive value is a loss, NME included). Where a twin exists,
+    ``twin`` is its value under the same degradation and ``recovered`` the paired gain of the twin over the
+    clean-trained model on the same degraded faces, with ``recovered_share`` = recovered / drop.
+    """
+    root = Path(results_root)
+    sub = f[(f["split"] == split) & f["metric"].isin(METRICS)]
+    trained = sub["trained_degradation"].apply(lambda t: isinstance(t, str) and bool(t))
+    clean_trained, twins = sub[~trained], sub[trained]
+    twin_run = {}
+    for _, r in twins.drop_duplicates("run").iterrows():
+        twin_run[r["model"].removesuffix(f"_{r['trained_degradation']}")] = (r["run"], r["model"])
+    rows = []
+    for scope, pool in (("all", clean_trained), ("trained twin", clean_trained[clean_trained["model"].isin(twin_run)])):
+        for metric in METRICS:
+            ranked = pool[pool["metric"] == metric].sort_values("drop", ascending=False)
+            groups = [ranked] if scope == "all" else [g for _, g in ranked.groupby("model")]
+            for group in groups:
+                for _, r in group.head(n).iterrows():
+                    drop = _drop_test(_per_image(root, "clean", r["run"], split, None),
+                                      _per_image(root, "robust", r["run"], split, r["degradation"]), metric, seed,
+                                      resamples)
+                    row = {"scope": scope, "metric": metric, "model": label(r), "run": r["run"],
+                           "degradation": r["degradation"], "clean": r["clean"], "degraded": r["mean"],
+                           "drop": drop.get("mean_diff", r["drop"]), "drop_low": drop.get("ci_low"),
+                           "drop_high": drop.get("ci_high")}
+                    twin = twin_run.get(r["model"])
+                    hit = twins[(twins["run"] == twin[0]) & (twins["metric"] == metric)
+                                & (twins["degradation"] == r["degradation"])] if twin else twins.iloc[0:0]
+                    if len(hit):
+                        gain = _drop_test(_per_image(root, "robust", twin[0], split, r["degradation"]),
+                                          _per_image(root, "robust", r["run"], split, r["degradation"]), metric,
+                                          seed, resamples)
+                        row.update({"twin": label(hit.iloc[0]), "twin_degraded": float(hit["mean"].iloc[0]),
+                                    "recovered": -gain.get("mean_diff", np.nan), "recovered_low": -gain["ci_high"]
+                                    if gain else np.nan, "recovered_high": -gain["ci_low"] if gain else np.nan,
+                                    # a share of a drop only where there is one (its interval above 0)
+                                    "recovered_share": -gain.get("mean_diff", np.nan) / row["drop"]
+                                    if (row["drop_low"] or 0) > 0 else np.nan})
+                    rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def drops_markdown(d: pd.DataFrame) -> list[str]:
+    """README lines: the largest drops, each with its interval and, where a twin exists, what it recovers."""
+    lines = []
+    for scope, title in (("all", "Largest drops (every model trained on clean LR)"),
+                         ("trained twin", "Does training on the degradations recover them?")):
+        part = d[d["scope"] == scope]
+        if part.empty:
+            continue
+        table = []
+        for _, r in part.iterrows():
+            k = DECIMALS[r["metric"]]
+            interval = (f" [{r['drop_low']:.{k}f}, {r['drop_high']:.{k}f}]" if pd.notna(r.get("drop_low")) else "")
+            cells = {"metric": NAMES[r["metric"]], "model": r["model"], "degradation": r["degradation"],
+                     "clean → degraded": f"{r['clean']:.{k}f} → {r['degraded']:.{k}f}",
+                     "drop [95% CI]": f"{r['drop']:.{k}f}{interval}"}
+            if isinstance(r.get("twin"), str):
+                cells["trained on it"] = (f"{r['twin']}: {r['twin_degraded']:.{k}f}, recovers {r['recovered']:+.{k}f} "
+                                          f"[{r['recovered_low']:+.{k}f}, {r['recovered_high']:+.{k}f}]"
+                                          + (f" ({100 * r['recovered_share']:.0f}% of the drop)"
+                                             if pd.notna(r["recovered_share"]) else " (no significant drop)"))
+            table.append(cells)
+        lines += [f"**{title}** (a drop is a loss of quality, NME included; intervals: paired bootstrap over the "
+                  "same faces)", "", pd.DataFrame(table).fillna("–").to_markdown(index=False), ""]
+    return lines
+
+
 def label(row: pd.Series | dict) -> str:
     """The paper's label of the model (of its architecture for ``edsr_mixed``), and what it trained on if not clean."""
     trained = row.get("trained_degradation")
@@ -206,6 +293,12 @@ def write(results_root: Path, out: Path, palette: dict[str, str] | None) -> list
         with atomic_path(out / "tables" / f"robustness.{fmt}", suffix=f".{fmt}") as tmp:
             Path(tmp).write_text(text, encoding="utf-8")
     split = "300w/common" if (f["split"] == "300w/common").any() else sorted(set(f["split"]))[0]
+    drops = largest_drops(f, results_root, split)
+    if not drops.empty:
+        with atomic_path(out / "tables" / "robustness_drops.csv", suffix=".csv") as tmp:
+            drops.to_csv(tmp, index=False, float_format="%.6g")
+        lines += [f"### The largest drops on `{split}`", "", *drops_markdown(drops),
+                  "All values: [`tables/robustness_drops.csv`](tables/robustness_drops.csv).", ""]
     if palette is not None and curves(f, split, out / "figures" / "robustness", palette):
         lines += [f"![PSNR and NME against each sweep's level on {split}](figures/robustness.png)", ""]
     return lines
