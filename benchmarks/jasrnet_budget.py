@@ -12,12 +12,13 @@ test faces). Since only the epoch count differs, its first 10 epochs are the `cp
 Writes ``--json`` (atomically): the validation history, bicubic's validation PSNR/SSIM, the first epoch
 and step past bicubic (null if none within ``--epochs``), the seconds per step (validation included) and
 the CPU capability.
-MLflow is off (a measurement, not a pipeline run); the weights stay in ``--out``.
+MLflow is off (a measurement, not a pipeline run); the weights stay in ``--out``. The report's training-health
+note cites the result for the profile it was measured on.
 
 Usage (one thread, as `launch --workers 2` runs it; ~2.5 s per step on an AMX Xeon core)::
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/jasrnet_budget.py --prepared datasets/prepared \\
-        --epochs 15 --reference results/cpu/train/jasrnet-300w/history.csv --json results/jasrnet_budget.json
+        --epochs 15 --reference results/cpu/train/jasrnet-300w/history.csv --json results/fidelity/jasrnet_budget.json
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=15)
     ap.add_argument("--out", help="checkpoint folder (default: a temporary one)")
     ap.add_argument("--reference", help="the profile run's history.csv, to check the shared epochs")
-    ap.add_argument("--json", default="results/jasrnet_budget.json")
+    ap.add_argument("--json", default="results/fidelity/jasrnet_budget.json")
     args = ap.parse_args()
 
     params = copy.deepcopy(jparams.load_profile(args.profile, REPO_ROOT))

@@ -91,8 +91,32 @@ def measured_causes(results_root: Path, models: list[str]) -> list[str]:
             f"same weights give the same outputs and gradients (max relative difference "
             f"{max(one['forward']['max_rel'], one['gradients']['max_rel']):.1g}), and over {training['steps']} "
             f"equal-budget steps on the same batches the loss curves agree to {training['loss_max_rel_over_steps']:.1g} "
-            f"relative and validation PSNR to {training['val_psnr_max_abs_over_evals']:.1g} dB." + curve)
+            f"relative and validation PSNR to {training['val_psnr_max_abs_over_evals']:.1g} dB." + curve
+            + _budget(results_root, model))
     return ["Measured causes:", "", *lines, ""] if lines else []
+
+
+def _budget(results_root: Path, model: str) -> str:
+    """The steps this profile's recipe needs to pass bicubic's validation PSNR, where they were measured
+    (``results/fidelity/<model>_budget.json``, ``benchmarks/jasrnet_budget.py``) for this profile."""
+    from ..files import read_json
+
+    path = results_root.parent / "fidelity" / f"{model}_budget.json"
+    if not path.is_file():
+        return ""
+    b = read_json(path)
+    if b.get("profile") != results_root.name:
+        return ""
+    budget = b["recipe_epochs"] * b["steps_per_epoch"]
+    where = f"[`fidelity/{path.name}`](../fidelity/{path.name})"
+    bicubic = f"bicubic's {b['bicubic_val']['val_psnr']:.2f} dB on the same {b['val_faces']} validation faces"
+    if b.get("first_step_past_bicubic"):
+        step = b["first_step_past_bicubic"]
+        return (f" The same recipe run on ({where}) passes {bicubic} at epoch {b['first_epoch_past_bicubic']}, "
+                f"step {step}: {step / budget:.1f}× this profile's {budget} steps.")
+    last = b["history"][-1]["val_psnr"] if b.get("history") else float("nan")
+    return (f" The same recipe run on for {b['epochs']} epochs ({b['epochs'] * b['steps_per_epoch']} steps, {where}) "
+            f"had not passed {bicubic} ({last:.2f} dB at its last epoch).")
 
 
 def _health_section(report: Report) -> list[str]:

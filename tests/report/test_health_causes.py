@@ -43,3 +43,27 @@ def test_a_disagreement_or_no_training_run_claims_no_budget_effect(tmp_path):
     assert "best at epoch 2" in peaked
     flat = "\n".join(measured_causes(_tree(tmp_path / "d", loss_rel=1e-7, psnr=(6.18, 6.18)), ["jasrnet"]))
     assert "still rising" not in flat and "not rising at the last" in flat
+
+
+def _budget(tmp_path, past: int | None, profile: str = "cpu"):
+    history = [{"epoch": e, "val_psnr": 21.0 + 0.1 * e} for e in range(1, 16)]
+    budget = {"profile": profile, "recipe_epochs": 10, "epochs": 15, "steps_per_epoch": 59, "val_faces": 50,
+              "bicubic_val": {"val_psnr": 22.05}, "first_epoch_past_bicubic": past,
+              "first_step_past_bicubic": past and past * 59, "history": history}
+    (tmp_path / "results" / "fidelity" / "jasrnet_budget.json").write_text(json.dumps(budget))
+
+
+def test_the_measured_budget_is_cited_for_its_own_profile_only(tmp_path):
+    results = _tree(tmp_path / "a", loss_rel=1e-7)
+    _budget(tmp_path / "a", past=11)
+    text = "\n".join(measured_causes(results, ["jasrnet"]))
+    assert ("passes bicubic's 22.05 dB on the same 50 validation faces at epoch 11, step 649: "
+            "1.1× this profile's 590 steps") in text and "fidelity/jasrnet_budget.json" in text
+    results = _tree(tmp_path / "b", loss_rel=1e-7)
+    _budget(tmp_path / "b", past=None)
+    text = "\n".join(measured_causes(results, ["jasrnet"]))
+    assert "run on for 15 epochs (885 steps" in text and "had not passed bicubic's 22.05 dB" in text
+    assert "(22.50 dB at its last epoch)" in text
+    results = _tree(tmp_path / "c", loss_rel=1e-7)
+    _budget(tmp_path / "c", past=11, profile="paper")  # measured for another profile: not this one's budget
+    assert "bicubic's 22.05" not in "\n".join(measured_causes(results, ["jasrnet"]))
