@@ -166,6 +166,8 @@ def test_robustness_track_end_to_end(smoke):
     assert set(frame["degradation"]) == degradations and frame["mean"].notna().all()
     assert (out / "figures" / "robustness.png").is_file()
     assert "## Robustness" in (out / "README.md").read_text()
+    drops = pd.read_csv(out / "tables" / "robustness_drops.csv")  # EDSR-mixed says what it recovers of EDSR's drops
+    assert set(drops.loc[drops["scope"] == "trained twin", "twin"]) == {"EDSR (trained on mixed)"}
 
 
 def test_regression_gate_passes_against_the_committed_expectations(smoke):
