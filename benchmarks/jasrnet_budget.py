@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import copy
 import csv
+import json
 import os
 import platform
 import tempfile
@@ -58,6 +59,8 @@ def main() -> None:
     ap.add_argument("--out", help="checkpoint folder (default: a temporary one)")
     ap.add_argument("--reference", help="the profile run's history.csv, to check the shared epochs")
     ap.add_argument("--json", default="results/fidelity/jasrnet_budget.json")
+    ap.add_argument("--analyse-only", action="store_true",
+                    help="read the finished run in --out again (e.g. with a --reference made after it); no training")
     args = ap.parse_args()
 
     params = copy.deepcopy(jparams.load_profile(args.profile, REPO_ROOT))
@@ -69,10 +72,16 @@ def main() -> None:
     bicubic = validation_metrics(bicubic_model, s.val, s.dev, s.cfg.batch_size)
 
     out = Path(args.out or tempfile.mkdtemp(prefix="jasrnet_budget_"))
-    start = time.perf_counter()
-    info = train("jasrnet", "300w", params, out / "weights", out / "results", prepared=args.prepared,
-                 resume=False, device="cpu")
-    seconds = time.perf_counter() - start
+    if args.analyse_only:  # a finished run of this script in --out: its record read again, no training
+        info = json.loads((out / "results" / "train.json").read_text())
+        if int(info["epochs"]) != args.epochs:
+            raise SystemExit(f"{out}: a run of {info['epochs']} epochs, not --epochs {args.epochs}")
+        seconds = json.loads(Path(args.json).read_text())["seconds"] if Path(args.json).is_file() else None
+    else:
+        start = time.perf_counter()
+        info = train("jasrnet", "300w", params, out / "weights", out / "results", prepared=args.prepared,
+                     resume=False, device="cpu")
+        seconds = time.perf_counter() - start
     history = _history(out / "results" / "history.csv")
     steps_per_epoch = int(info["steps_per_epoch"])
     past = next((row for row in history if row["val_psnr"] > bicubic["val_psnr"]), None)
@@ -92,7 +101,8 @@ def main() -> None:
         "first_epoch_past_bicubic": int(past["epoch"]) if past else None,
         "first_step_past_bicubic": int(past["epoch"]) * steps_per_epoch if past else None,
         "history": history, "shared_epochs_with_reference": shared,
-        "seconds": round(seconds, 1), "seconds_per_step_with_validation": round(seconds / (args.epochs * steps_per_epoch), 3),
+        "seconds": seconds and round(seconds, 1),
+        "seconds_per_step_with_validation": seconds and round(seconds / (args.epochs * steps_per_epoch), 3),
         "threads": torch.get_num_threads(), "precision": info.get("precision"),
         "cpu": platform.processor() or platform.machine(), "cpu_capability": cpu_capability(),
         "torch": torch.__version__,

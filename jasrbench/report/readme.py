@@ -114,9 +114,12 @@ def _budget(results_root: Path, model: str) -> str:
         step = b["first_step_past_bicubic"]
         return (f" The same recipe run on ({where}) passes {bicubic} at epoch {b['first_epoch_past_bicubic']}, "
                 f"step {step}: {step / budget:.1f}× this profile's {budget} steps.")
-    last = b["history"][-1]["val_psnr"] if b.get("history") else float("nan")
-    return (f" The same recipe run on for {b['epochs']} epochs ({b['epochs'] * b['steps_per_epoch']} steps, {where}) "
-            f"had not passed {bicubic} ({last:.2f} dB at its last epoch).")
+    tail = [row["val_psnr"] for row in b.get("history", [])[b["recipe_epochs"] - 1:]]
+    flat = (f": its validation PSNR stayed between {min(tail):.2f} and {max(tail):.2f} dB from epoch "
+            f"{b['recipe_epochs']} to {b['epochs']}" if len(tail) > 1 else "")
+    return (f" The same recipe run on for {b['epochs']} epochs ({b['epochs'] * b['steps_per_epoch']} steps, "
+            f"{b['epochs'] * b['steps_per_epoch'] / budget:.1f}× this profile's budget, {where}) had not passed "
+            f"{bicubic}{flat}: passing it takes longer than this machine measured.")
 
 
 def _health_section(report: Report) -> list[str]:

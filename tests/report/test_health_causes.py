@@ -62,8 +62,9 @@ def test_the_measured_budget_is_cited_for_its_own_profile_only(tmp_path):
     results = _tree(tmp_path / "b", loss_rel=1e-7)
     _budget(tmp_path / "b", past=None)
     text = "\n".join(measured_causes(results, ["jasrnet"]))
-    assert "run on for 15 epochs (885 steps" in text and "had not passed bicubic's 22.05 dB" in text
-    assert "(22.50 dB at its last epoch)" in text
+    assert "run on for 15 epochs (885 steps, 1.5× this profile's budget" in text
+    assert "had not passed bicubic's 22.05 dB" in text
+    assert "stayed between 22.00 and 22.50 dB from epoch 10 to 15" in text  # the history after the recipe's end
     results = _tree(tmp_path / "c", loss_rel=1e-7)
     _budget(tmp_path / "c", past=11, profile="paper")  # measured for another profile: not this one's budget
     assert "bicubic's 22.05" not in "\n".join(measured_causes(results, ["jasrnet"]))
