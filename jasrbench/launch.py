@@ -302,12 +302,16 @@ class Outcome:
     stopped: list[str] = field(default_factory=list)
 
 
-def drive(jobs: list[StageJob], submit, as_completed, on_ran=lambda name: None) -> Outcome:
+def drive(jobs: list[StageJob], submit, as_completed, on_ran=lambda name: None, slots: int | None = None) -> Outcome:
     """Submit each stage once every upstream stage has finished; stop the dependents of a failure.
 
     ``submit(job, upstream_results)`` returns a Dask future. A stage is handed its upstream stages'
     *results* (plain dicts), never their futures: a future argument makes Dask place the task on the
     worker that holds it, however busy, while a ready task with plain arguments goes to an idle one.
+    ``slots`` bounds the stages in flight (the cluster's task slots; None: no bound): Dask assigns a
+    submitted task of a new kind to a worker at once (its duration unknown, nothing to steal by), so a
+    burst of ready stages was split between the workers and three trainings waited behind FSRNet on one
+    worker while the other idled (the `cpu` profile's run); held here, a stage goes out when a slot frees.
     """
     by_name = {job.name: job for job in jobs}
     results: dict[str, dict] = {}
@@ -318,6 +322,8 @@ def drive(jobs: list[StageJob], submit, as_completed, on_ran=lambda name: None) 
 
     def submit_ready() -> None:
         for name in [n for n, ups in waiting.items() if not ups]:
+            if slots is not None and len(running) >= slots:
+                return
             del waiting[name]
             future = submit(by_name[name], [results[u] for u in by_name[name].upstream])
             running[future.key] = name
@@ -357,8 +363,10 @@ def _run(repo, jobs: list[StageJob], *, workers, gpus, per_gpu, scheduler, Clien
     cluster = None
     resources: dict | None = None
     env: dict[str, str] = {}
+    slots: int | None = None
     if scheduler:
         client = Client(scheduler)
+        slots = sum(w.get("nthreads", 1) for w in client.scheduler_info()["workers"].values()) or None
         gpu_workers = [w for w in client.scheduler_info()["workers"].values() if w.get("resources", {}).get("GPU")]
         resources = {"GPU": 1} if gpu_workers else None
         where = f"scheduler {scheduler} ({len(client.scheduler_info()['workers'])} workers)"
@@ -381,7 +389,8 @@ def _run(repo, jobs: list[StageJob], *, workers, gpus, per_gpu, scheduler, Clien
         recorder = _Recorder(repo)
         outcome = drive(jobs, lambda job, upstream: client.submit(
             run_stage, StageJob(**{**job.__dict__, "env": env}), *upstream,
-            key=f"{job.name}-{token}", pure=False, resources=resources), as_completed, on_ran=recorder.add)
+            key=f"{job.name}-{token}", pure=False, resources=resources), as_completed, on_ran=recorder.add,
+            slots=slots)
         time.sleep(0.5)  # the last streamed lines arrive in batches
     finally:
         if recorder is not None:

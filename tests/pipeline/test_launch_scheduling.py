@@ -223,3 +223,35 @@ def test_a_failure_upstream_of_a_diamond_stops_each_dependent_once():
             for n, u in (("prepare", ()), ("train", ("prepare",)), ("evaluate", ("prepare", "train")))]
     outcome = drive(jobs, lambda job, upstream: Failed(), Queue)
     assert [f.stage for f in outcome.failed] == ["prepare"] and sorted(outcome.stopped) == ["evaluate", "train"]
+
+
+def test_no_more_stages_in_flight_than_task_slots():
+    # Dask assigns a task of a new kind to a worker when it is submitted: a burst of ready stages was split
+    # between the workers, and trainings queued behind a long one while the other worker idled (the `cpu`
+    # profile's run). The driver holds ready stages until a slot frees.
+    from jasrbench.launch import StageJob, drive
+
+    events: list[str] = []
+
+    class Done:
+        def __init__(self, key):
+            self.key, self.status = key, "finished"
+
+        def result(self):
+            events.append(f"done {self.key}")
+            return {"stage": self.key, "ran": True, "seconds": 0.0}
+
+    class Queue(list):
+        add = list.append
+
+    def submit(j, upstream):
+        events.append(f"submit {j.name}")
+        return Done(j.name)
+
+    jobs = [StageJob(name=n, root="/", wdir="/", cmds=(), outs=(), upstream=()) for n in "abcd"]
+    outcome = drive(jobs, submit, Queue, slots=2)
+    assert events == ["submit a", "submit b", "done a", "submit c", "done b", "submit d", "done c", "done d"]
+    assert outcome.ran == list("abcd")
+    events.clear()
+    drive(jobs, submit, Queue)  # no bound (e.g. an adaptive cluster with no worker yet): all at once
+    assert events[:4] == ["submit a", "submit b", "submit c", "submit d"]
