@@ -74,28 +74,30 @@ def _versus_reference(root: Path, reference_run: str | None, run: str, split: st
     if reference_run is None or reference_run == run:
         return {}
     ref, other = (_per_image(root, "robust", r, split, degradation) for r in (reference_run, run))
-    if ref is None or other is None or metric not in ref or metric not in other:
+    test = _paired(ref, other, metric, seed, resamples)
+    if not test:
         return {}
-    joined = ref[["name", metric]].merge(other[["name", metric]], on="name", suffixes=("_ref", "_other")).dropna()
-    if joined.empty:
-        return {}
-    test = paired_test(joined[f"{metric}_ref"].to_numpy(), joined[f"{metric}_other"].to_numpy(), seed=seed,
-                       resamples=resamples)
     return {"vs_jasrnet": test["mean_diff"], "vs_jasrnet_significant": test["significant"],
             "vs_jasrnet_p": test["p_bootstrap"]}
+
+
+def _paired(first: pd.DataFrame | None, second: pd.DataFrame | None, metric: str, seed: int,
+            resamples: int) -> dict[str, Any]:
+    """Paired test of ``first`` − ``second`` over the faces both scored (matched by name); {} if none."""
+    if first is None or second is None or metric not in first or metric not in second:
+        return {}
+    joined = first[["name", metric]].merge(second[["name", metric]], on="name", suffixes=("_1", "_2")).dropna()
+    if joined.empty:
+        return {}
+    return paired_test(joined[f"{metric}_1"].to_numpy(), joined[f"{metric}_2"].to_numpy(), seed=seed,
+                       resamples=resamples)
 
 
 def _drop_test(before: pd.DataFrame | None, after: pd.DataFrame | None, metric: str, seed: int,
                resamples: int) -> dict[str, Any]:
     """Paired test of ``before`` − ``after`` per face, oriented so that a positive value is a loss of quality."""
-    if before is None or after is None or metric not in before or metric not in after:
-        return {}
-    joined = before[["name", metric]].merge(after[["name", metric]], on="name", suffixes=("_b", "_a")).dropna()
-    if joined.empty:
-        return {}
-    b, a = joined[f"{metric}_b"].to_numpy(), joined[f"{metric}_a"].to_numpy()
-    return paired_test(b, a, seed=seed, resamples=resamples) if HIGHER[metric] else \
-        paired_test(a, b, seed=seed, resamples=resamples)
+    return _paired(before, after, metric, seed, resamples) if HIGHER[metric] else \
+        _paired(after, before, metric, seed, resamples)
 
 
 def largest_drops(f: pd.DataFrame, results_root: str | Path, split: str, *, n: int = 3, seed: int = 0,
@@ -115,16 +117,19 @@ def largest_drops(f: pd.DataFrame, results_root: str | Path, split: str, *, n: i
     twin_run = {}
     for _, r in twins.drop_duplicates("run").iterrows():
         twin_run[r["model"].removesuffix(f"_{r['trained_degradation']}")] = (r["run"], r["model"])
-    rows = []
+    rows, tested = [], {}
     for scope, pool in (("all", clean_trained), ("trained twin", clean_trained[clean_trained["model"].isin(twin_run)])):
         for metric in METRICS:
             ranked = pool[pool["metric"] == metric].sort_values("drop", ascending=False)
             groups = [ranked] if scope == "all" else [g for _, g in ranked.groupby("model")]
             for group in groups:
                 for _, r in group.head(n).iterrows():
-                    drop = _drop_test(_per_image(root, "clean", r["run"], split, None),
-                                      _per_image(root, "robust", r["run"], split, r["degradation"]), metric, seed,
-                                      resamples)
+                    key = (r["run"], r["degradation"], metric)  # a twin's model was ranked in `all` too
+                    if key not in tested:
+                        tested[key] = _drop_test(_per_image(root, "clean", r["run"], split, None),
+                                                 _per_image(root, "robust", r["run"], split, r["degradation"]),
+                                                 metric, seed, resamples)
+                    drop = tested[key]
                     row = {"scope": scope, "metric": metric, "model": label(r), "run": r["run"],
                            "degradation": r["degradation"], "clean": r["clean"], "degraded": r["mean"],
                            "drop": drop.get("mean_diff", r["drop"]), "drop_low": drop.get("ci_low"),
